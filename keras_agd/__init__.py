@@ -1,0 +1,9 @@
+"""keras-agd: annealed gradient descent and layer-specific adaptive learning rates."""
+
+from keras_agd import datasets
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "datasets",
+]

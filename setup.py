@@ -1,0 +1,32 @@
+"""Installs keras-agd. Upper bounds are the newest versions tested (see constraints.txt)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="keras-agd",
+    version="0.1.0",
+    description=(
+        "Annealed gradient descent and layer-specific adaptive learning rates for Keras 3."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["keras_agd", "keras_agd.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16,<2.22",
+        "keras>=3.0,<3.16",
+        "numpy>=1.26,<2.5",
+        "scikit-learn>=1.3,<1.10",
+        "faiss-cpu>=1.8,<1.16",
+        "tensorflow-datasets>=4.9,<4.10",
+    ],
+    extras_require={
+        "dev": [
+            "pytest>=8,<10",
+            "hypothesis>=6,<7",
+            "ruff>=0.6,<0.18",
+            "matplotlib>=3.8,<3.12",
+        ],
+    },
+    license="Apache-2.0",
+)
