@@ -1,0 +1,206 @@
+"""Annealing schedules: the quantization error ε of each AGD epoch (Pan & Jiang, section 5)."""
+
+import math
+
+import keras
+from keras import ops
+
+_register = keras.saving.register_keras_serializable(package="keras_agd")
+
+
+@_register
+class AnnealingSchedule:
+    """Base class of annealing schedules: maps the annealing step (the epoch) to ε.
+
+    A schedule returns the quantization error that selects the codebook frontier of
+    each epoch. Once it returns `0.0`, training uses the real samples (the regular
+    phase). Subclasses implement `__call__(step)` with `keras.ops` (no Python
+    branching on tensors) and `get_config()`.
+
+    Example:
+
+    ```python
+    @keras.saving.register_keras_serializable()
+    class Halving(keras_agd.schedules.AnnealingSchedule):
+        def __init__(self, initial_epsilon):
+            self.initial_epsilon = initial_epsilon
+
+        def __call__(self, step):
+            return self.initial_epsilon * 0.5 ** ops.cast(step, "float32")
+
+        def get_config(self):
+            return {"initial_epsilon": self.initial_epsilon}
+    ```
+    """
+
+    def __call__(self, step):
+        raise NotImplementedError(f"{type(self).__name__} must implement `__call__(step)`.")
+
+    def get_config(self):
+        raise NotImplementedError(f"{type(self).__name__} must implement `get_config()`.")
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@_register
+class ExponentialAnnealing(AnnealingSchedule):
+    """ε_{i+1} = decay_rate · ε_i, then the real samples once ε ≤ `final_epsilon`.
+
+    ```python
+    epsilon = initial_epsilon * decay_rate ** step
+    epsilon = epsilon if epsilon > final_epsilon else 0.0
+    ```
+
+    With `final_epsilon=0` annealing never ends (the paper's MNIST run); a positive
+    `final_epsilon` is the point where training switches to the real samples.
+
+    Args:
+        initial_epsilon: ε of the first epoch, > 0.
+        decay_rate: Factor in (0, 1]. The paper uses `0.999`.
+        final_epsilon: Floor below which ε becomes 0. Defaults to `0.0`.
+        name: Defaults to `"ExponentialAnnealing"`.
+
+    Example:
+
+    >>> schedule = ExponentialAnnealing(7.5, 0.999)
+    >>> float(schedule(1))
+    7.4925
+
+    Reference:
+        H. Pan and H. Jiang, "Annealed Gradient Descent for Deep Learning", UAI 2015.
+    """
+
+    def __init__(self, initial_epsilon, decay_rate, final_epsilon=0.0, name="ExponentialAnnealing"):
+        _check_epsilons(initial_epsilon, final_epsilon)
+        if not 0 < decay_rate <= 1:
+            raise ValueError(
+                "`decay_rate` must be in (0, 1]: an annealing schedule must not increase. "
+                f"Received: decay_rate={decay_rate}"
+            )
+        self.initial_epsilon = float(initial_epsilon)
+        self.decay_rate = float(decay_rate)
+        self.final_epsilon = float(final_epsilon)
+        self.name = name
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        epsilon = self.initial_epsilon * ops.power(ops.cast(self.decay_rate, "float32"), step)
+        return _floor(epsilon, self.final_epsilon)
+
+    def get_config(self):
+        return {
+            "initial_epsilon": self.initial_epsilon,
+            "decay_rate": self.decay_rate,
+            "final_epsilon": self.final_epsilon,
+            "name": self.name,
+        }
+
+
+@_register
+class LinearAnnealing(AnnealingSchedule):
+    """ε_{i+1} = ε_i − Δ down to `final_epsilon`, then the real samples.
+
+    ```python
+    epsilon = initial_epsilon - delta * step
+    epsilon = epsilon if epsilon > final_epsilon else 0.0
+    ```
+
+    Args:
+        initial_epsilon: ε of the first epoch, > 0.
+        delta: Decrease per epoch, > 0. The paper uses 1.0, 0.9 or 0.8 (Switchboard).
+        final_epsilon: Floor at which annealing ends and ε becomes 0.
+        name: Defaults to `"LinearAnnealing"`.
+
+    Example:
+
+    >>> schedule = LinearAnnealing(17.5, delta=1.0, final_epsilon=8.5)
+    >>> [float(schedule(i)) for i in (0, 8, 9)]
+    [17.5, 9.5, 0.0]
+    """
+
+    def __init__(self, initial_epsilon, delta, final_epsilon, name="LinearAnnealing"):
+        _check_epsilons(initial_epsilon, final_epsilon)
+        if not delta > 0:
+            raise ValueError(
+                "`delta` must be > 0: an annealing schedule must not increase. "
+                f"Received: delta={delta}"
+            )
+        self.initial_epsilon = float(initial_epsilon)
+        self.delta = float(delta)
+        self.final_epsilon = float(final_epsilon)
+        self.name = name
+
+    def __call__(self, step):
+        epsilon = self.initial_epsilon - self.delta * ops.cast(step, "float32")
+        return _floor(epsilon, self.final_epsilon)
+
+    def get_config(self):
+        return {
+            "initial_epsilon": self.initial_epsilon,
+            "delta": self.delta,
+            "final_epsilon": self.final_epsilon,
+            "name": self.name,
+        }
+
+
+def from_codebook(codebook, mosaic_epochs, kind="exponential"):
+    """A schedule that anneals through a codebook's levels in `mosaic_epochs` epochs.
+
+    It starts at the mean quantization error of level 1 (as the paper starts from
+    "the average quantization error in the first layer of the codebook") and ends at
+    the error of the deepest level that still covers half of the samples; epoch
+    `mosaic_epochs` is the first one on the real samples.
+
+    Args:
+        codebook: A fitted `HierarchicalCodebook`.
+        mosaic_epochs: Number of epochs on codewords, >= 1.
+        kind: `"exponential"` or `"linear"`. Defaults to `"exponential"`.
+
+    Returns:
+        An `ExponentialAnnealing` or `LinearAnnealing`.
+
+    Example:
+
+    >>> schedule = keras_agd.schedules.from_codebook(codebook, mosaic_epochs=10)
+    """
+    if isinstance(mosaic_epochs, bool) or not isinstance(mosaic_epochs, int) or mosaic_epochs < 1:
+        raise ValueError(
+            f"`mosaic_epochs` must be an integer >= 1. Received: mosaic_epochs={mosaic_epochs!r}"
+        )
+    levels = codebook.level_summary()
+    if len(levels) < 2:
+        raise ValueError("The codebook has a single level; refit it with a larger `max_depth`.")
+    half = len(codebook.sample_node_) / 2
+    start = levels[1]["mean_error"]
+    end = min(
+        (row["mean_error"] for row in levels[1:] if row["samples"] >= half),
+        default=start,
+    )
+    end = min(end, start * (1 - 1e-6))  # A one-level codebook still gets a decreasing schedule.
+    # Aim half an epoch past the floor so rounding cannot add or drop a mosaic epoch.
+    if kind == "exponential":
+        rate = (end / start) ** (1.0 / (mosaic_epochs - 0.5))
+        return ExponentialAnnealing(start, rate, final_epsilon=end)
+    if kind == "linear":
+        return LinearAnnealing(start, (start - end) / (mosaic_epochs - 0.5), final_epsilon=end)
+    raise ValueError(f"`kind` must be 'exponential' or 'linear'. Received: kind={kind!r}")
+
+
+def _check_epsilons(initial_epsilon, final_epsilon):
+    if not (math.isfinite(initial_epsilon) and initial_epsilon > 0):
+        raise ValueError(
+            f"`initial_epsilon` must be a finite number > 0. Received: "
+            f"initial_epsilon={initial_epsilon}"
+        )
+    if not (math.isfinite(final_epsilon) and 0 <= final_epsilon <= initial_epsilon):
+        raise ValueError(
+            "`final_epsilon` must be in [0, initial_epsilon]. Received: "
+            f"final_epsilon={final_epsilon}, initial_epsilon={initial_epsilon}"
+        )
+
+
+def _floor(epsilon, final_epsilon):
+    """ε while above the floor, 0 (the real samples) from then on."""
+    return ops.where(epsilon > final_epsilon, epsilon, ops.zeros_like(epsilon))
