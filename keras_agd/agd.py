@@ -1,6 +1,7 @@
 """The annealed gradient descent optimizer (Pan & Jiang, UAI 2015)."""
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from keras_agd.schedules import AnnealingSchedule
@@ -17,7 +18,7 @@ class _PhaseLearningRate(_LearningRateSchedule):
         self.agd = agd
 
     def __call__(self, step):
-        return self.agd.current_learning_rate()
+        return self.agd._step_learning_rate
 
     def get_config(self):
         return {}
@@ -162,6 +163,7 @@ class AGD(keras.optimizers.Optimizer):
         self._phase_start_iteration = state("phase_start_iteration", 0)
         self._loss_average = state("loss_average", float("inf"), dtype="float32")
         self._decay_start_iteration = state("decay_start_iteration", -1)
+        self._step_learning_rate = state("step_learning_rate", 0.0, dtype=keras.backend.floatx())
 
     def _learning_rate_variable(self, value, phase):
         if isinstance(value, _LearningRateSchedule):
@@ -257,6 +259,11 @@ class AGD(keras.optimizers.Optimizer):
         if not self.built and trainable_variables is not None:
             self.build(list(trainable_variables))
             self.built = True
+        # The tf.data thread writes the phase when an epoch's data starts. Without XLA,
+        # TensorFlow may read it before this step's batch arrives (an old phase);
+        # depending on the gradients orders the read after the batch.
+        with tf.control_dependencies([g for g in grads if g is not None]):
+            self._step_learning_rate.assign(self.current_learning_rate())
         self.inner_optimizer.apply(grads, trainable_variables)
 
     def scale_loss(self, loss):
