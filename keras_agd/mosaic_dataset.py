@@ -20,6 +20,7 @@ def mosaic_dataset(
     mode="weighted",
     criterion="mean",
     augment=None,
+    pad_batches=True,
     seed=None,
 ):
     """A `tf.data.Dataset` of `(x, y, sample_weight)` for `model.fit` with `AGD`.
@@ -59,6 +60,11 @@ def mosaic_dataset(
         augment: Optional function `(x_batch, y_batch) -> (x_batch, y_batch)` in
             TensorFlow ops (e.g. random deformation), applied in the regular phase.
             Defaults to `None`.
+        pad_batches: Pads each epoch's last batch with zero-weight items so that
+            all batches of a phase have one shape: with `jit_compile=True`, XLA then
+            compiles once per phase instead of once per epoch. Keras averages the
+            loss over the padded batch, so that batch's step is scaled by its share
+            of real items. Defaults to `True`.
         seed: Integer shuffling seed; `None` draws one from NumPy's global RNG
             (which `keras.utils.set_random_seed` sets). Defaults to `None`.
 
@@ -118,11 +124,14 @@ def mosaic_dataset(
         optimizer.record_frontier(mosaic, tf.size(rows))
         step_seed = tf.stack([tf.constant(seed, tf.int64), optimizer._annealing_step.value])
         order = tf.random.experimental.stateless_shuffle(tf.range(tf.size(rows)), seed=step_seed)
-        items = tf.data.Dataset.from_tensor_slices(
-            (tf.gather(rows, order), tf.gather(weights, order))
-        )
-        size = tf.where(mosaic, mosaic_batch_size, batch_size)
-        return items.batch(tf.cast(size, tf.int64)).map(
+        rows, weights = tf.gather(rows, order), tf.gather(weights, order)
+        size = tf.cast(tf.where(mosaic, mosaic_batch_size, batch_size), tf.int64)
+        if pad_batches:
+            padding = tf.math.floormod(-tf.size(rows, out_type=tf.int64), size)
+            rows = tf.concat([rows, tf.zeros([padding], tf.int64)], axis=0)
+            weights = tf.concat([weights, tf.zeros([padding], tf.float32)], axis=0)
+        items = tf.data.Dataset.from_tensor_slices((rows, weights))
+        return items.batch(size).map(
             lambda row, weight: _lookup(row, weight, mosaic),
             num_parallel_calls=tf.data.AUTOTUNE,
         )

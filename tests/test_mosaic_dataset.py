@@ -35,7 +35,7 @@ def test_weighted_epoch_is_the_frontier_with_omega_weights(codebook, data):
     x, y = data
     optimizer = agd(codebook)
     xs, ys, ws, batches = first_epoch(
-        mosaic_dataset(codebook, x, y, optimizer, mosaic_batch_size=64)
+        mosaic_dataset(codebook, x, y, optimizer, mosaic_batch_size=64, pad_batches=False)
     )
     frontier = codebook.frontier(optimizer.epsilon)
     assert len(xs) == frontier.size == optimizer.frontier_size
@@ -55,7 +55,9 @@ def test_weighted_epoch_is_the_frontier_with_omega_weights(codebook, data):
 def test_per_sample_epoch_replaces_every_sample_by_its_codeword(codebook, data):
     x, y = data
     optimizer = agd(codebook)
-    dataset = mosaic_dataset(codebook, x, y, optimizer, mode="per_sample", mosaic_batch_size=500)
+    dataset = mosaic_dataset(
+        codebook, x, y, optimizer, mode="per_sample", mosaic_batch_size=500, pad_batches=False
+    )
     xs, ys, ws, batches = first_epoch(dataset)
     assert len(xs) == len(x) and batches == [500, 500, 500, 297]
     np.testing.assert_array_equal(ws, 1.0)
@@ -64,6 +66,21 @@ def test_per_sample_epoch_replaces_every_sample_by_its_codeword(codebook, data):
     got = xs.reshape(len(xs), -1)
     np.testing.assert_allclose(got[np.lexsort(got.T)], expected[np.lexsort(expected.T)], atol=1e-6)
     np.testing.assert_array_equal(np.sort(ys), np.sort(y))
+
+
+def test_padding_gives_equal_batches_of_zero_weight_filler(codebook, data):
+    x, y = data
+    padded = first_epoch(
+        mosaic_dataset(codebook, x, y, agd(codebook), mosaic_batch_size=64, seed=3)
+    )
+    plain = first_epoch(
+        mosaic_dataset(
+            codebook, x, y, agd(codebook), mosaic_batch_size=64, pad_batches=False, seed=3
+        )
+    )
+    assert set(padded[3]) == {64} and len(padded[0]) == -(-len(plain[0]) // 64) * 64
+    np.testing.assert_array_equal(padded[2][: len(plain[2])], plain[2])
+    assert (padded[2][len(plain[2]) :] == 0).all()
 
 
 def test_reading_the_dataset_without_training_does_not_advance_annealing(codebook, data):
