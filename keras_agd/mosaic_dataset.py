@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from keras_agd.agd import AGD
 
-MODES = ("weighted", "per_sample")
+MODES = ("weighted", "per_sample", "random_subset")
 
 
 def mosaic_dataset(
@@ -35,6 +35,10 @@ def mosaic_dataset(
       costs the frontier size, not N.
     - `mode="per_sample"`: Algorithm 1 literally: every sample is replaced by its
       codeword at ε (N items per epoch, weight 1).
+    - `mode="random_subset"`: a control for benchmarks, not a method: each epoch is a
+      uniformly random subset of the real samples of the frontier's size (weight 1),
+      with the same batch sizes and phases. It tells "codewords help" apart from
+      "few samples early help".
 
     Batches hold `mosaic_batch_size` items while the frontier has codewords and
     `batch_size` once ε has reached the real samples; `augment` runs only then.
@@ -54,7 +58,8 @@ def mosaic_dataset(
         optimizer: The `AGD` optimizer the model is compiled with.
         batch_size: Batch size of the regular phase. Defaults to `128`.
         mosaic_batch_size: Batch size while training on codewords. Defaults to `4096`.
-        mode: `"weighted"` or `"per_sample"`. Defaults to `"weighted"`.
+        mode: `"weighted"`, `"per_sample"` or `"random_subset"`.
+            Defaults to `"weighted"`.
         criterion: Node error compared with ε: `"mean"` or `"max"`.
             Defaults to `"mean"`.
         augment: Optional function `(x_batch, y_batch) -> (x_batch, y_batch)` in
@@ -118,9 +123,16 @@ def mosaic_dataset(
             omega = tf.concat([tf.cast(counts, tf.float32), tf.ones_like(raw, tf.float32)], 0)
             # Mean weight 1 keeps the loss scale, hence the learning rate, comparable.
             weights = omega * tf.cast(tf.size(rows), tf.float32) / n_samples
-        else:
+        elif mode == "per_sample":
             rows = tf.where(is_codeword, n_samples + chosen, samples)
             weights = tf.ones([n_samples], tf.float32)
+        else:
+            size = tf.size(tf.unique(tf.where(is_codeword, n_samples + chosen, samples))[0])
+            subset_seed = tf.stack(
+                [tf.constant(seed + 1, tf.int64), optimizer._annealing_step.value]
+            )
+            rows = tf.random.experimental.stateless_shuffle(samples, seed=subset_seed)[:size]
+            weights = tf.ones([size], tf.float32)
         optimizer.record_frontier(mosaic, tf.size(rows))
         step_seed = tf.stack([tf.constant(seed, tf.int64), optimizer._annealing_step.value])
         order = tf.random.experimental.stateless_shuffle(tf.range(tf.size(rows)), seed=step_seed)

@@ -68,6 +68,20 @@ def test_per_sample_epoch_replaces_every_sample_by_its_codeword(codebook, data):
     np.testing.assert_array_equal(np.sort(ys), np.sort(y))
 
 
+def test_random_subset_control_has_the_frontier_size_of_real_samples(codebook, data):
+    x, y = data
+    optimizer = agd(codebook)
+    dataset = mosaic_dataset(codebook, x, y, optimizer, mode="random_subset", pad_batches=False)
+    xs, ys, ws, _ = first_epoch(dataset)
+    assert len(xs) == codebook.frontier(optimizer.epsilon).size == optimizer.frontier_size
+    assert optimizer.phase == "mosaic"
+    flat = x.reshape(len(x), -1)
+    matches = (xs.reshape(len(xs), 1, -1) == flat[None]).all(axis=2)
+    assert matches.any(axis=1).all()  # Every item is a real sample...
+    assert len(np.unique(matches.argmax(axis=1))) == len(xs)  # ...drawn without replacement.
+    np.testing.assert_array_equal(ws, 1.0)
+
+
 def test_padding_gives_equal_batches_of_zero_weight_filler(codebook, data):
     x, y = data
     padded = first_epoch(
