@@ -221,7 +221,7 @@ class LayerRates:
         """Dict mapping each group name to its factor in the last step."""
         if self.factors is None:
             return {}
-        values = ops.convert_to_numpy(self.factors)
+        values = self.factors.numpy()
         return {name: float(value) for name, value in zip(self.group_names, values, strict=True)}
 
     def get_config(self):
