@@ -7,6 +7,7 @@ optimizer of its own (such as `keras_agd.AGD(layer_adaptive=True)`) reuses:
 `tf.distribute`-aware update that feeds each variable its layer's rate).
 """
 
+import copy
 import functools
 import math
 import numbers
@@ -440,7 +441,8 @@ class LayerAdaptive(keras.optimizers.Optimizer):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
+        # Keras' Optimizer.from_config deserializes a schedule in place.
+        config = copy.deepcopy(config)
         config["inner_optimizer"] = keras.saving.deserialize_keras_object(
             config["inner_optimizer"], custom_objects=custom_objects
         )
