@@ -1,0 +1,489 @@
+"""Layer-specific adaptive learning rates (eq. 9 of the paper) for any Keras optimizer.
+
+The public pieces are the `LayerAdaptive` optimizer wrapper and three helpers that an
+optimizer of its own (such as `keras_agd.AGD(layer_adaptive=True)`) reuses:
+`variable_groups` (which layer each variable belongs to), `layer_factors` (the factor
+`1 + log(1 + 1/||g_l||)` of each layer) and `LayerRates` (both, plus the
+`tf.distribute`-aware update that feeds each variable its layer's rate).
+"""
+
+import copy
+import functools
+import math
+import numbers
+import re
+
+import keras
+from keras import ops
+
+DEFAULT_EPSILON = 1e-7
+GROUPINGS = ("layer", "variable")
+
+
+def variable_groups(variables, grouping="layer", exclude=None):
+    """Names the group (layer) whose gradient norm sets each variable's rate.
+
+    Args:
+        variables: List of `keras.Variable`s.
+        grouping: `"layer"` (all variables of one layer, e.g. a Dense kernel and
+            its bias, share one group), `"variable"` (each variable is its own
+            group), or a callable mapping a variable to a group name (a string),
+            or to `None` to exclude it. Defaults to `"layer"`.
+        exclude: Optional regular expression or list of them. Variables whose
+            path (e.g. `"model/batch_normalization/gamma"`) matches any of them
+            are excluded and keep the wrapped optimizer's plain learning rate.
+            Defaults to `None`.
+
+    Returns:
+        List with one entry per variable: its group name, or `None` if excluded.
+    """
+    grouping = _check_grouping(grouping)
+    pattern = _compile_exclude(exclude)
+    groups = []
+    for variable in variables:
+        path = getattr(variable, "path", None) or variable.name
+        if pattern is not None and pattern.search(path):
+            group = None
+        elif grouping == "layer":
+            group = path.rpartition("/")[0] or path
+        elif grouping == "variable":
+            group = path
+        else:
+            group = grouping(variable)
+            if group is not None and not isinstance(group, str):
+                raise TypeError(
+                    "The `grouping` callable must return a group name (str) or None. "
+                    f"Received: {group!r} for variable {path!r}"
+                )
+        groups.append(group)
+    return groups
+
+
+def layer_factors(gradients, groups, epsilon=DEFAULT_EPSILON, max_factor=None):
+    """Computes the per-layer learning-rate factor of eq. (9) for each group.
+
+    For the gradient `g_l` of all the variables of group `l` taken together:
+
+    ```python
+    factor_l = 1 + log(1 + 1 / max(norm(g_l), epsilon))
+    factor_l = min(factor_l, max_factor)  # only if `max_factor` is set
+    ```
+
+    The layer's learning rate is then `t_l = t * factor_l`. Norms are computed in
+    float32 whatever the gradients' dtype, so float16 gradients cannot overflow.
+    Guards: a zero gradient (frozen branch, dead ReLUs) gives the finite factor
+    `1 + log(1 + 1/epsilon)` (about 17.1 for the default `epsilon`) instead of
+    infinity; an infinite norm gives 1 (the limit of eq. 9); a NaN norm gives 1,
+    so that the factor never adds NaN to a step the wrapped optimizer takes.
+
+    Args:
+        gradients: List of gradient tensors (`tf.IndexedSlices` allowed; rows
+            that repeat are summed first, as in the dense gradient).
+        groups: List of the same length as `gradients`: the group name of each
+            gradient (see `variable_groups`), or `None` to leave it out.
+        epsilon: Float > 0. Lower bound on the norm. Defaults to `1e-7`.
+        max_factor: Optional float >= 1. Upper bound on the factor.
+            Defaults to `None`.
+
+    Returns:
+        Dict mapping each group name, in order of first appearance, to a float32
+        scalar tensor.
+
+    Example:
+
+    >>> factors = layer_factors([ops.ones((3,)), ops.zeros((1,))], ["dense", "dense"])
+    >>> float(factors["dense"])  # 1 + log(1 + 1/sqrt(3))
+    1.4557...
+    """
+    _check_guard(epsilon, max_factor)
+    if len(gradients) != len(groups):
+        raise ValueError(
+            "`gradients` and `groups` must have the same length. "
+            f"Received: len(gradients)={len(gradients)}, len(groups)={len(groups)}"
+        )
+    squared_norms = {}
+    for gradient, group in zip(gradients, groups, strict=True):
+        if group is not None and gradient is not None:
+            squared_norms.setdefault(group, []).append(_squared_norm(gradient))
+    return {
+        group: _factor(ops.sqrt(ops.sum(ops.stack(parts))), epsilon, max_factor)
+        for group, parts in squared_norms.items()
+    }
+
+
+def _squared_norm(gradient):
+    if hasattr(gradient, "indices"):
+        # Keras ops keep IndexedSlices sparse and would count a repeated row's
+        # slices separately; the norm the update sees is that of the dense sum.
+        import tensorflow as tf
+
+        gradient = tf.convert_to_tensor(gradient)
+    gradient = ops.cast(gradient, "float32")
+    size = math.prod(gradient.shape) if None not in gradient.shape else None
+    if size and size % 8 == 0:
+        # XLA on CPU sums an (n/8, 8) array down its columns in vector registers,
+        # about twice as fast as a reduction straight to a scalar (see
+        # benchmarks/layer_adaptive_overhead.py); this pass is the method's cost.
+        partial_sums = ops.sum(ops.square(ops.reshape(gradient, (-1, 8))), axis=0)
+        return ops.sum(partial_sums)
+    return ops.sum(ops.square(gradient))
+
+
+def _factor(norm, epsilon, max_factor):
+    factor = 1.0 + ops.log1p(1.0 / ops.maximum(norm, epsilon))
+    if max_factor is not None:
+        factor = ops.minimum(factor, max_factor)
+    return ops.where(ops.isnan(norm), ops.ones_like(factor), factor)
+
+
+class LayerRates:
+    """Per-layer learning rates for the update step of a Keras optimizer.
+
+    The piece shared by `LayerAdaptive` and optimizers that offer layer-adaptive
+    rates themselves: it groups the variables at build time, keeps the factors of
+    the last step in an optimizer variable, and runs an optimizer's
+    `update_step(gradient, variable, learning_rate * factor_l)` for each variable.
+
+    An optimizer uses it in three places (TensorFlow backend):
+
+    ```python
+    def build(self, variables):
+        ...
+        self._layer_rates.build(self, variables)
+
+    def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
+        # Keras' TF optimizer sums gradients across replicas inside
+        # `_backend_update_step` and then calls this method: the first place
+        # where the gradients are the ones the update uses.
+        self._layer_rates.distributed_update_step(
+            self, distribution, grads_and_vars, learning_rate
+        )
+    ```
+
+    Args:
+        grouping: See `variable_groups`. Defaults to `"layer"`.
+        exclude: See `variable_groups`. Defaults to `None`.
+        epsilon: See `layer_factors`. Defaults to `1e-7`.
+        max_factor: See `layer_factors`. Defaults to `None`.
+    """
+
+    def __init__(self, grouping="layer", exclude=None, epsilon=DEFAULT_EPSILON, max_factor=None):
+        self.grouping = _check_grouping(grouping)
+        _compile_exclude(exclude)
+        self.exclude = [exclude] if isinstance(exclude, str) else exclude
+        _check_guard(epsilon, max_factor)
+        self.epsilon = epsilon
+        self.max_factor = max_factor
+        self.group_names = None
+        self.factors = None
+
+    def build(self, owner, variables):
+        """Groups `variables`; adds the `layer_factors` variable to `owner`."""
+        groups = variable_groups(variables, self.grouping, self.exclude)
+        self._group_of = {owner._var_key(v): g for v, g in zip(variables, groups, strict=True)}
+        self.group_names = list(dict.fromkeys(g for g in groups if g is not None))
+        self.factors = owner.add_variable(
+            shape=(len(self.group_names),),
+            initializer="ones",
+            dtype="float32",
+            name="layer_factors",
+        )
+
+    def distributed_update_step(self, optimizer, distribution, grads_and_vars, learning_rate):
+        """Runs `optimizer.update_step` with each variable's per-layer rate.
+
+        Same contract as Keras' `TFOptimizer._distributed_tf_update_step`: called
+        with the all-reduced gradients, in cross-replica context under a strategy
+        that uses `merge_call` and in replica context otherwise.
+        """
+        import tensorflow as tf
+
+        grads_and_vars = list(grads_and_vars)
+        groups = [self._group_of[optimizer._var_key(v)] for _, v in grads_and_vars]
+
+        def factors_fn(grads):
+            by_group = layer_factors(grads, groups, self.epsilon, self.max_factor)
+            one = ops.ones((), "float32")
+            per_variable = [one if g is None else by_group[g] for g in groups]
+            last = [by_group.get(name, one) for name in self.group_names]
+            return per_variable, ops.stack(last) if last else ops.zeros((0,))
+
+        grads = [g for g, _ in grads_and_vars]
+        if tf.distribute.in_cross_replica_context():
+            # Gradients are per-replica values here; each replica takes the norms
+            # of its own (identical, all-reduced) copy on its own device.
+            per_variable, last = distribution.extended.call_for_each_replica(
+                factors_fn, args=(grads,)
+            )
+        else:
+            per_variable, last = factors_fn(grads)
+
+        distribution.extended.update(self.factors.value, _assign, args=(last,), group=False)
+        apply_fn = functools.partial(_update_with_factor, optimizer)
+        for (grad, var), factor in zip(grads_and_vars, per_variable, strict=True):
+            distribution.extended.update(
+                var, apply_fn, args=(grad, learning_rate, factor), group=False
+            )
+
+    def result(self):
+        """Dict mapping each group name to its factor in the last step."""
+        if self.factors is None:
+            return {}
+        values = self.factors.numpy()
+        return {name: float(value) for name, value in zip(self.group_names, values, strict=True)}
+
+    def get_config(self):
+        grouping = self.grouping
+        if callable(grouping):
+            grouping = keras.saving.serialize_keras_object(grouping)
+        return {
+            "grouping": grouping,
+            "exclude": self.exclude,
+            "epsilon": self.epsilon,
+            "max_factor": self.max_factor,
+        }
+
+
+def _assign(variable, value):
+    variable.assign(value)
+
+
+def _update_with_factor(optimizer, variable, gradient, learning_rate, factor):
+    learning_rate = ops.convert_to_tensor(learning_rate)
+    layer_rate = ops.multiply(learning_rate, ops.cast(factor, learning_rate.dtype))
+    optimizer.update_step(gradient, variable, layer_rate)
+
+
+def _check_grouping(grouping):
+    if callable(grouping) or grouping in GROUPINGS:
+        return grouping
+    raise ValueError(
+        f"`grouping` must be one of {', '.join(map(repr, GROUPINGS))} or a callable "
+        f"mapping a variable to a group name. Received: grouping={grouping!r}"
+    )
+
+
+def _compile_exclude(exclude):
+    if exclude is None:
+        return None
+    patterns = [exclude] if isinstance(exclude, str) else exclude
+    if not isinstance(patterns, (list, tuple)) or not all(isinstance(p, str) for p in patterns):
+        raise ValueError(
+            "`exclude` must be a regular expression or a list of them. "
+            f"Received: exclude={exclude!r}"
+        )
+    try:
+        return re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+    except re.error as error:
+        raise ValueError(
+            f"`exclude` is not a valid regular expression ({error}). Received: exclude={exclude!r}"
+        ) from error
+
+
+def _check_guard(epsilon, max_factor):
+    if not _is_number(epsilon) or not (0 < epsilon < math.inf):
+        raise ValueError(f"`epsilon` must be > 0. Received: epsilon={epsilon!r}")
+    if max_factor is not None and (not _is_number(max_factor) or not max_factor >= 1):
+        raise ValueError(f"`max_factor` must be >= 1 or None. Received: max_factor={max_factor!r}")
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+@keras.saving.register_keras_serializable(package="keras_agd")
+class LayerAdaptive(keras.optimizers.Optimizer):
+    """Wraps a Keras optimizer to give every layer its own adaptive learning rate.
+
+    At every step, the variables of layer `l` are updated by the wrapped
+    optimizer with the learning rate of eq. (9) of the paper instead of the
+    global rate `t` (a float or a schedule):
+
+    ```python
+    t_l = t * (1 + log(1 + 1 / norm(g_l)))
+    ```
+
+    where `g_l` is the gradient of all of the layer's trainable variables taken
+    together. Layers with small gradients (shallow layers, flat regions near
+    saddle points) take larger steps; layers with large gradients keep about the
+    rate `t`. The rate is scaled, not the gradient, so adaptive optimizers get
+    the per-layer rate: with Adagrad the step is eq. (12),
+    `w -= t_l * g / sqrt(sum of g**2)`, and SGD's is eq. (10) with the factor
+    applied once (the paper prints it twice).
+
+    The norms are those of the gradients the update really uses: after the
+    wrapped optimizer's loss-scale unscaling, gradient accumulation and
+    clipping, and after the sum across replicas under `tf.distribute`. The
+    wrapped optimizer's own options (`clipnorm`, `global_clipnorm`, `clipvalue`,
+    `use_ema`, `gradient_accumulation_steps`, `loss_scale_factor`) keep working;
+    its `weight_decay` uses the global rate `t`. Under a `mixed_float16` policy
+    `compile` wraps this optimizer in a `LossScaleOptimizer`, which is the right
+    order (`LayerAdaptive` inside, seeing unscaled gradients).
+
+    The wrapper takes over the wrapped optimizer: it reroutes that optimizer's
+    per-variable update, so use the wrapped instance through the wrapper only.
+    The TensorFlow backend is required.
+
+    Args:
+        inner_optimizer: The `keras.optimizers.Optimizer` to wrap. Any optimizer
+            with a global learning rate: SGD (with momentum or Nesterov),
+            Adagrad, RMSprop, Adam, AdamW, Nadam, ...
+        grouping: Which variables share a rate: `"layer"`, `"variable"`, or a
+            callable mapping a variable to a group name (or to `None` to keep its
+            plain rate). Defaults to `"layer"`.
+        exclude: Optional regular expression or list of them; variables whose
+            path matches keep the plain rate `t`, e.g. `"normalization"`.
+            Defaults to `None`.
+        epsilon: Float > 0, the smallest norm used in eq. (9). An all-zero
+            gradient gets the factor `1 + log(1 + 1/epsilon)` (about 17.1)
+            instead of infinity. Defaults to `1e-7`.
+        max_factor: Optional float >= 1 capping the factor. Defaults to `None`.
+        name: String, the name of the optimizer. Defaults to `None`.
+
+    Attributes:
+        layer_factors: Dict mapping each group name to the factor `t_l / t`
+            used in the last update step (all 1.0 before the first step).
+
+    Example:
+
+    ```python
+    optimizer = keras_agd.LayerAdaptive(
+        keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True)
+    )
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    model.fit(x, y, callbacks=[keras_agd.LayerFactorLogger()])
+    optimizer.layer_factors  # {"sequential/dense": 3.2, ...}
+    ```
+
+    Reference:
+        - Ravi et al., "On Deep Network Optimization Using Adaptive Learning
+          Rates", Dogo Rangsang Research Journal 12(2), 2022, Section III
+          (eqs. 9, 10 and 12).
+    """
+
+    def __init__(
+        self,
+        inner_optimizer,
+        grouping="layer",
+        exclude=None,
+        epsilon=DEFAULT_EPSILON,
+        max_factor=None,
+        name=None,
+        **kwargs,
+    ):
+        _check_inner_optimizer(inner_optimizer)
+        if kwargs:
+            raise ValueError(
+                f"LayerAdaptive does not support `{'`, `'.join(kwargs)}`. "
+                "Set such options on the wrapped `inner_optimizer` instead."
+            )
+        rates = LayerRates(grouping, exclude, epsilon, max_factor)
+        super().__init__(learning_rate=0.0, name=name)
+        self.inner_optimizer = inner_optimizer
+        self._rates = rates
+        # Keras' TF optimizer sums gradients across replicas inside
+        # `_backend_update_step` and hands them to this method: the first point
+        # where they are the gradients the update uses (Nadam's and other
+        # optimizers' own `_backend_update_step` still run before it).
+        inner_optimizer._distributed_tf_update_step = functools.partial(
+            rates.distributed_update_step, inner_optimizer
+        )
+
+    def build(self, var_list):
+        if self.built:
+            return
+        self._rates.build(self, var_list)
+        self.inner_optimizer.build(var_list)
+        super().build(var_list)
+
+    def apply(self, grads, trainable_variables=None):
+        if not self.built and trainable_variables is not None:
+            with keras.name_scope(self.name, caller=self):
+                self.build(list(trainable_variables))
+            self.built = True
+        self.inner_optimizer.apply(grads, trainable_variables)
+
+    @property
+    def layer_factors(self):
+        return self._rates.result()
+
+    @property
+    def variables(self):
+        return self._variables + self.inner_optimizer.variables
+
+    @property
+    def learning_rate(self):
+        return self.inner_optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, learning_rate):
+        self.inner_optimizer.learning_rate = learning_rate
+
+    @property
+    def iterations(self):
+        return self.inner_optimizer.iterations
+
+    @property
+    def loss_scale_factor(self):
+        inner = getattr(self, "inner_optimizer", None)
+        return None if inner is None else inner.loss_scale_factor
+
+    @loss_scale_factor.setter
+    def loss_scale_factor(self, value):
+        # A LossScaleOptimizer around this wrapper resets the factor to None so
+        # that the wrapped optimizer does not unscale a second time.
+        inner = getattr(self, "inner_optimizer", None)
+        if inner is not None:
+            inner.loss_scale_factor = value
+
+    def finalize_variable_values(self, var_list):
+        self.inner_optimizer.finalize_variable_values(var_list)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "inner_optimizer": keras.saving.serialize_keras_object(self.inner_optimizer),
+            **self._rates.get_config(),
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        # Keras' Optimizer.from_config deserializes a schedule in place.
+        config = copy.deepcopy(config)
+        config["inner_optimizer"] = keras.saving.deserialize_keras_object(
+            config["inner_optimizer"], custom_objects=custom_objects
+        )
+        if isinstance(config.get("grouping"), dict):
+            config["grouping"] = keras.saving.deserialize_keras_object(
+                config["grouping"], custom_objects=custom_objects
+            )
+        return cls(**config)
+
+
+def _check_inner_optimizer(optimizer):
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        raise TypeError(
+            "`inner_optimizer` must be a `keras.optimizers.Optimizer` instance, "
+            f"e.g. keras.optimizers.SGD(0.01). Received: inner_optimizer={optimizer!r}"
+        )
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(
+            "LayerAdaptive requires the TensorFlow backend. "
+            f"Received: backend={keras.backend.backend()!r}"
+        )
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        raise ValueError(
+            "`inner_optimizer` cannot be a LossScaleOptimizer: loss scaling must be "
+            "outside, `LossScaleOptimizer(LayerAdaptive(optimizer))` (what `compile` "
+            "does under a mixed_float16 policy)."
+        )
+    if isinstance(optimizer, (LayerAdaptive, keras.optimizers.MultiOptimizer)):
+        raise ValueError(
+            "`inner_optimizer` must be an optimizer with one global learning rate. "
+            f"Received: inner_optimizer={type(optimizer).__name__}"
+        )
+    if "_distributed_tf_update_step" in vars(optimizer):
+        raise ValueError(
+            f"The optimizer {optimizer.name!r} is already wrapped by a LayerAdaptive. "
+            "Wrap a fresh optimizer instance."
+        )
