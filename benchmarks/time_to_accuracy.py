@@ -19,6 +19,7 @@ import argparse
 import json
 import statistics
 import time
+import warnings
 from pathlib import Path
 
 import keras
@@ -241,7 +242,10 @@ def summarize(runs, build_seconds, margin):
             if seconds is not None and reference
             else None,
             "examples_to_target": median_or_none(
-                [next((p["examples"] for p in c if p["test_accuracy"] >= target), None) for c in curves]
+                [
+                    next((p["examples"] for p in c if p["test_accuracy"] >= target), None)
+                    for c in curves
+                ]
             ),
             "accuracy_within_sgd_time": median_or_none(
                 [accuracy_within(curve, budget) for curve in curves]
@@ -267,13 +271,12 @@ def plot(runs, path):
             (axes[1], "test_accuracy", lambda v: 1 - v),
         ):
             stacked = np.array([_steps(curve, key, grid) for curve in curves])
-            line = axis.plot(grid, transform(np.nanmedian(stacked, 0)), label=method)[0]
+            with warnings.catch_warnings():  # All-NaN columns before the first epoch ends.
+                warnings.simplefilter("ignore", RuntimeWarning)
+                middle, low, high = (f(stacked, 0) for f in (np.nanmedian, np.nanmin, np.nanmax))
+            line = axis.plot(grid, transform(middle), label=method)[0]
             axis.fill_between(
-                grid,
-                transform(np.nanmin(stacked, 0)),
-                transform(np.nanmax(stacked, 0)),
-                color=line.get_color(),
-                alpha=0.15,
+                grid, transform(low), transform(high), color=line.get_color(), alpha=0.15
             )
     axes[0].set(xlabel="training time (s)", ylabel="training loss", yscale="log")
     axes[1].set(xlabel="training time (s)", ylabel="test error", yscale="log")
@@ -328,7 +331,11 @@ def run_synthetic_workload(args):
     def epoch_seconds(kind):
         keras.utils.set_random_seed(0)
         model = keras.Sequential(
-            [keras.Input((dims,)), keras.layers.Dense(256, activation="relu"), keras.layers.Dense(10)]
+            [
+                keras.Input((dims,)),
+                keras.layers.Dense(256, activation="relu"),
+                keras.layers.Dense(10),
+            ]
         )
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         if kind == "mosaic":
