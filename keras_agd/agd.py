@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_agd.layer_adaptive import LayerAdaptive
 from keras_agd.schedules import AnnealingSchedule
 
 _register = keras.saving.register_keras_serializable(package="keras_agd")
@@ -69,6 +70,9 @@ class AGD(keras.optimizers.Optimizer):
             `lr · p / (p + t)`, with `t` the steps since then (the paper's MNIST rule,
             r = 0.17). Defaults to `None`.
         loss_decay_steps: `p` of that rule. Defaults to `10000`.
+        layer_adaptive: Whether each layer's learning rate is scaled by
+            `1 + log(1 + 1/‖g_l‖₂)` (`keras_agd.LayerAdaptive` around the update
+            rule). Defaults to `False`.
         name: Defaults to `"agd"`.
         **kwargs: Base optimizer arguments (`clipnorm`, `weight_decay`, `use_ema`, ...)
             for the default SGD update; pass them to `optimizer` instead when given.
@@ -99,6 +103,7 @@ class AGD(keras.optimizers.Optimizer):
         epoch_decay_rate=0.8,
         loss_threshold=None,
         loss_decay_steps=10000,
+        layer_adaptive=False,
         name="agd",
         **kwargs,
     ):
@@ -114,6 +119,8 @@ class AGD(keras.optimizers.Optimizer):
             raise TypeError(
                 f"`optimizer` must be a Keras optimizer. Received: optimizer={optimizer!r}"
             )
+        if layer_adaptive and not isinstance(optimizer, LayerAdaptive):
+            optimizer = LayerAdaptive(optimizer)
         if schedule is not None and not isinstance(schedule, AnnealingSchedule):
             raise TypeError(
                 "`schedule` must be a keras_agd.schedules.AnnealingSchedule. "
@@ -139,6 +146,7 @@ class AGD(keras.optimizers.Optimizer):
         self.epoch_decay_rate = epoch_decay_rate
         self.loss_threshold = loss_threshold
         self.loss_decay_steps = loss_decay_steps
+        self.layer_adaptive = isinstance(optimizer, LayerAdaptive)
         self._regular_learning_rate = self._learning_rate_variable(learning_rate, "regular")
         self._mosaic_learning_rate = self._learning_rate_variable(
             learning_rate if mosaic_learning_rate is None else mosaic_learning_rate, "mosaic"
@@ -323,6 +331,7 @@ class AGD(keras.optimizers.Optimizer):
             "epoch_decay_rate": self.epoch_decay_rate,
             "loss_threshold": self.loss_threshold,
             "loss_decay_steps": self.loss_decay_steps,
+            "layer_adaptive": self.layer_adaptive,
         }
 
     @classmethod

@@ -61,6 +61,21 @@ def test_wraps_any_keras_optimizer():
     np.testing.assert_allclose(one_step(optimizer), [1.0 - 0.01, 2.0 + 0.01], rtol=1e-4)
 
 
+def test_layer_adaptive_flag_wraps_the_update_rule():
+    from keras_agd import LayerAdaptive
+
+    optimizer = AGD(learning_rate=0.1, layer_adaptive=True, schedule=SCHEDULE)
+    assert isinstance(optimizer.inner_optimizer, LayerAdaptive)
+    # One variable, so one group: the step is t · (1 + log(1 + 1/‖g‖)) · g.
+    gradient = np.array([0.5, -1.0], np.float32)
+    factor = 1 + np.log(1 + 1 / np.linalg.norm(gradient))
+    expected = np.array([1.0, 2.0]) - 0.1 * factor * gradient
+    np.testing.assert_allclose(one_step(optimizer), expected, rtol=1e-5)
+    restored = AGD.from_config(optimizer.get_config())
+    assert isinstance(restored.inner_optimizer, LayerAdaptive)
+    assert not isinstance(restored.inner_optimizer.inner_optimizer, LayerAdaptive)
+
+
 def make_model():
     return keras.Sequential(
         [keras.Input((4,)), keras.layers.Dense(8, "tanh"), keras.layers.Dense(1)]
@@ -70,6 +85,7 @@ def make_model():
 OPTIMIZERS = {
     "sgd": lambda: AGD(learning_rate=0.05, momentum=0.9, schedule=SCHEDULE),
     "adam": lambda: AGD(learning_rate=0.01, optimizer=keras.optimizers.Adam(), schedule=SCHEDULE),
+    "layer_adaptive": lambda: AGD(learning_rate=0.05, layer_adaptive=True, schedule=SCHEDULE),
     "clipped": lambda: AGD(learning_rate=0.05, schedule=SCHEDULE, global_clipnorm=1.0),
     "scheduled": lambda: AGD(
         learning_rate=keras.optimizers.schedules.InverseTimeDecay(0.05, 100, 1.0),
