@@ -1,0 +1,31 @@
+"""Smoke runs of the benchmark scripts on tiny settings (their figures come from full runs)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+
+@pytest.mark.slow
+def test_time_to_accuracy_harness_writes_curves_summary_and_plot(mnist_path, tmp_path):
+    import time_to_accuracy
+
+    arguments = ["--mnist", str(mnist_path), "--out", str(tmp_path), "--seeds", "1"]
+    arguments += ["--train-samples", "2000", "--hidden", "16", "--epochs", "2"]
+    arguments += ["--mosaic-epochs", "2", "--regular-epochs", "1", "--mosaic-batch-size", "256"]
+    arguments += ["--methods", "sgd", "agd", "random_subset"]
+    time_to_accuracy.main(arguments)
+    result = json.loads((tmp_path / "mnist.json").read_text())
+    assert (tmp_path / "mnist.png").stat().st_size > 0
+    assert set(result["runs"]) == {"sgd", "agd", "random_subset"}
+    agd_curve = result["runs"]["agd"][0]
+    assert [point["mosaic_phase"] for point in agd_curve] == [1.0, 1.0, 0.0]
+    assert agd_curve[-1]["examples"] < 3 * 2000  # Mosaic epochs cost the frontier size.
+    seconds = [point["seconds"] for point in agd_curve]
+    assert seconds == sorted(seconds)
+    summary = result["summary"]["methods"]
+    assert summary["sgd"]["ratio_to_sgd"] == 1.0
+    assert summary["agd"]["codebook_build_s"] > 0 == summary["random_subset"]["codebook_build_s"]
