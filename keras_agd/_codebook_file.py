@@ -4,9 +4,10 @@ import hashlib
 import json
 import os
 import tempfile
-import zipfile
 
 import numpy as np
+
+from keras_agd._npz import read_npz
 
 FORMAT = "keras_agd.HierarchicalCodebook"
 FORMAT_VERSION = 1
@@ -96,13 +97,7 @@ def save(path, codebook):
 
 def load(path, cls):
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"Codebook file not found: {path!r}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            contents = {name: data[name] for name in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path!r} is not a readable codebook file: {error}") from error
+    contents = read_npz(path, "codebook")
 
     missing = [name for name in ("metadata", *ARRAYS) if name not in contents]
     if missing:

@@ -1,9 +1,10 @@
 """MNIST loading that works both online and on machines without a network."""
 
 import os
-import zipfile
 
 import numpy as np
+
+from keras_agd._npz import read_npz
 
 MNIST_ENV_VAR = "KERAS_AGD_MNIST"
 _MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -38,15 +39,7 @@ def load_mnist(path=None):
     path = path or os.environ.get(MNIST_ENV_VAR)
     if path is None:
         return _download_mnist()
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"MNIST file not found: {path!r}")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        # NumPy reports a non-npz file as a pickle it may not load (ValueError).
-        raise ValueError(f"{path!r} is not a readable .npz file: {error}") from error
+    arrays = read_npz(path, "MNIST")
     missing = [key for key in _MNIST_KEYS if key not in arrays]
     if missing:
         raise ValueError(

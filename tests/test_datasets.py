@@ -26,7 +26,7 @@ def test_missing_file_is_a_clear_error(tmp_path):
 def test_corrupt_file_is_a_clear_error(tmp_path):
     path = tmp_path / "mnist.npz"
     path.write_bytes(b"not a zip file")
-    with pytest.raises(ValueError, match="not a readable .npz"):
+    with pytest.raises(ValueError, match="not a readable MNIST file"):
         load_mnist(path)
 
 
