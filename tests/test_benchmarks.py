@@ -29,3 +29,14 @@ def test_time_to_accuracy_harness_writes_curves_summary_and_plot(mnist_path, tmp
     summary = result["summary"]["methods"]
     assert summary["sgd"]["ratio_to_sgd"] == 1.0
     assert summary["agd"]["codebook_build_s"] > 0 == summary["random_subset"]["codebook_build_s"]
+
+
+@pytest.mark.slow
+def test_synthetic_workload_times_mgd_and_full_epochs(tmp_path):
+    import time_to_accuracy
+
+    arguments = ["--workload", "synthetic", "--synthetic-samples", "20000", "--seeds", "1"]
+    result = time_to_accuracy.main([*arguments, "--out", str(tmp_path)])
+    assert result["coarsest_frontier_size"] == 10
+    assert len(result["mgd_epoch_s"]) == len(result["full_epoch_s"]) == 2
+    assert 0 < result["mgd_epoch_share_of_full"]
