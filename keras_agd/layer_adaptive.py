@@ -14,6 +14,7 @@ import numbers
 import re
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 DEFAULT_EPSILON = 1e-7
@@ -112,11 +113,9 @@ def layer_factors(gradients, groups, epsilon=DEFAULT_EPSILON, max_factor=None):
 
 
 def _squared_norm(gradient):
-    if hasattr(gradient, "indices"):
+    if isinstance(gradient, tf.IndexedSlices):
         # Keras ops keep IndexedSlices sparse and would count a repeated row's
         # slices separately; the norm the update sees is that of the dense sum.
-        import tensorflow as tf
-
         gradient = tf.convert_to_tensor(gradient)
     gradient = ops.cast(gradient, "float32")
     size = math.prod(gradient.shape) if None not in gradient.shape else None
@@ -144,7 +143,9 @@ class LayerRates:
     the last step in an optimizer variable, and runs an optimizer's
     `update_step(gradient, variable, learning_rate * factor_l)` for each variable.
 
-    An optimizer uses it in three places (TensorFlow backend):
+    An optimizer creates one in its constructor
+    (`self._layer_rates = LayerRates(...)`) and uses it in two methods
+    (TensorFlow backend):
 
     ```python
     def build(self, variables):
@@ -170,7 +171,9 @@ class LayerRates:
     def __init__(self, grouping="layer", exclude=None, epsilon=DEFAULT_EPSILON, max_factor=None):
         self.grouping = _check_grouping(grouping)
         _compile_exclude(exclude)
-        self.exclude = [exclude] if isinstance(exclude, str) else exclude
+        if isinstance(exclude, str):
+            exclude = [exclude]
+        self.exclude = None if exclude is None else list(exclude)
         _check_guard(epsilon, max_factor)
         self.epsilon = epsilon
         self.max_factor = max_factor
@@ -196,8 +199,6 @@ class LayerRates:
         with the all-reduced gradients, in cross-replica context under a strategy
         that uses `merge_call` and in replica context otherwise.
         """
-        import tensorflow as tf
-
         grads_and_vars = list(grads_and_vars)
         groups = [self._group_of[optimizer._var_key(v)] for _, v in grads_and_vars]
 

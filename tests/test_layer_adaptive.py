@@ -499,3 +499,10 @@ def test_one_optimizer_cannot_be_wrapped_twice():
     LayerAdaptive(inner)
     with pytest.raises(ValueError, match="already wrapped by a LayerAdaptive"):
         LayerAdaptive(inner)
+
+
+def test_config_holds_plain_json_values():
+    optimizer = LayerAdaptive(keras.optimizers.SGD(), exclude=("norm", "bias"), max_factor=3)
+    config = optimizer.get_config()
+    assert config["exclude"] == ["norm", "bias"] and config["max_factor"] == 3
+    assert LayerAdaptive.from_config(config).get_config() == config

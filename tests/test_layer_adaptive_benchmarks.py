@@ -1,0 +1,56 @@
+"""The layer-adaptive benchmark scripts run end to end (tiny settings) and print JSON."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_script(name, *args):
+    completed = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return json.loads(completed.stdout)
+
+
+@pytest.mark.slow
+def test_overhead_benchmark(tmp_path):
+    plot = tmp_path / "overhead.png"
+    report = run_script(
+        "layer_adaptive_overhead.py",
+        *("--models", "mlp", "--repeats", "2", "--steps", "10", "--plot", str(plot)),
+    )
+    (result,) = report["results"]
+    assert result["model"] == "mlp" and len(result["ratios"]) == 2
+    assert result["plain_ms_per_step"] > 0 and result["wrapped_ms_per_step"] > 0
+    assert plot.stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_mnist_benchmark(mnist_path, tmp_path):
+    plot = tmp_path / "mnist.png"
+    args = ["--mnist", str(mnist_path), "--optimizers", "sgd", "--seeds", "1"]
+    args += ["--iterations", "20", "--eval-every", "10", "--test-size", "500"]
+    report = run_script("layer_adaptive_mnist.py", *args, "--plot", str(plot))
+    assert report["iterations"] == [10, 20]
+    assert set(report["results"]) == {"sgd", "sgd+layer_adaptive"}
+    adaptive = report["results"]["sgd+layer_adaptive"]
+    assert len(adaptive["test_error_mean"]) == 2
+    assert all(0 <= error <= 100 for error in adaptive["test_error_mean"])
+    assert set(adaptive["last_layer_factors_seed0"]) == {
+        "lenet/conv1",
+        "lenet/conv2",
+        "lenet/ip1",
+        "lenet/ip2",
+    }
+    assert plot.stat().st_size > 0
