@@ -21,11 +21,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _common import default_mnist_path  # noqa: E402
 
 from keras_agd import LayerAdaptive  # noqa: E402
 from keras_agd.datasets import load_mnist  # noqa: E402
-
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz"
 
 # Caffe's LeNet solver: base rate 0.01, momentum 0.9, batch 64 (weight decay and the
 # "inv" rate policy are left out: constant rates keep the comparison to eq. 9 alone).
@@ -38,8 +37,7 @@ OPTIMIZERS = {
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    default_mnist = str(SHARED_MNIST) if SHARED_MNIST.is_file() else None
-    parser.add_argument("--mnist", default=default_mnist, help="path to mnist.npz")
+    parser.add_argument("--mnist", default=default_mnist_path(), help="path to mnist.npz")
     parser.add_argument("--optimizers", nargs="+", choices=list(OPTIMIZERS), default=None)
     parser.add_argument("--learning-rate", type=float, default=0.01)
     parser.add_argument("--seeds", type=int, default=None, help="runs per method (default 3)")
@@ -114,8 +112,6 @@ def run(method, seed, data, args):
 
 
 def load(args):
-    if args.mnist is None:
-        sys.exit("No MNIST file: pass --mnist PATH (an mnist.npz in keras' layout).")
     (x_train, y_train), (x_test, y_test) = load_mnist(args.mnist)
     scale = np.float32(1 / 255)
     x_train = (x_train[..., None] * scale).astype(np.float32)
