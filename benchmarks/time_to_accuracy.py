@@ -207,8 +207,9 @@ def train(method, seed, args, data, codebook, augment):
 # --- Summary and plots.
 
 
-def time_to(curve, target):
-    return next((p["seconds"] for p in curve if p["test_accuracy"] >= target), None)
+def time_to(curve, target, measure="seconds"):
+    """`measure` (seconds or examples) when test accuracy first reaches `target`."""
+    return next((p[measure] for p in curve if p["test_accuracy"] >= target), None)
 
 
 def accuracy_within(curve, budget):
@@ -242,10 +243,7 @@ def summarize(runs, build_seconds, margin):
             if seconds is not None and reference
             else None,
             "examples_to_target": median_or_none(
-                [
-                    next((p["examples"] for p in c if p["test_accuracy"] >= target), None)
-                    for c in curves
-                ]
+                [time_to(curve, target, "examples") for curve in curves]
             ),
             "accuracy_within_sgd_time": median_or_none(
                 [accuracy_within(curve, budget) for curve in curves]

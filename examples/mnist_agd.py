@@ -41,10 +41,10 @@ def load_or_build_codebook(path, x, y):
 
 
 class TrainingClock(keras.callbacks.Callback):
-    """Training wall time without validation, and the number of examples processed."""
+    """Training wall time, validation excluded."""
 
     def on_train_begin(self, logs=None):
-        self.seconds, self.examples = 0.0, 0
+        self.seconds = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.perf_counter()

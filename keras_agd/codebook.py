@@ -1,5 +1,6 @@
 """The hierarchical codebook of annealed gradient descent (Pan & Jiang, section 4.1)."""
 
+import contextlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -391,21 +392,17 @@ def _progress_bar(n_classes):
     return keras.utils.Progbar(n_classes, unit_name="class", stateful_metrics=["nodes"])
 
 
-class _faiss_single_threaded:
+@contextlib.contextmanager
+def _faiss_single_threaded(backend):
     """Runs faiss on one OpenMP thread per call, since classes already run in parallel."""
+    if backend != "faiss":
+        yield
+        return
+    import faiss
 
-    def __init__(self, backend):
-        self.backend = backend
-
-    def __enter__(self):
-        if self.backend == "faiss":
-            import faiss
-
-            self.previous = faiss.omp_get_max_threads()
-            faiss.omp_set_num_threads(1)
-
-    def __exit__(self, *exc_info):
-        if self.backend == "faiss":
-            import faiss
-
-            faiss.omp_set_num_threads(self.previous)
+    previous = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(previous)
