@@ -1,0 +1,188 @@
+"""Random-access training samples: in-memory arrays, memory maps, tfds data sources."""
+
+import numpy as np
+import tensorflow as tf
+
+
+class Source:
+    """Training samples that can be read by index, without holding them all in memory.
+
+    A source wraps what a user already has: a NumPy array, an `np.memmap` of data on
+    disk, a tfds `data_source` (ArrayRecord files read by index), or any object with
+    `__len__` and `__getitem__`. Samples keep their stored dtype (uint8 images stay
+    uint8); readers cast per batch. Labels are read once and kept in memory (one
+    integer per sample).
+
+    Args:
+        x: Array of shape `(N, ...)`, `np.memmap`, or a random-access collection of
+            records (`len(x)`, `x[i]`, and optionally `x.__getitems__(indices)`).
+        y: Optional integer labels of shape `(N,)`. `None` with `y_key` reads them
+            from the records; `None` without it means unlabeled data.
+            Defaults to `None`.
+        x_key: For records that are dicts (tfds), the key of the input.
+            Defaults to `None` (records are arrays, or `(x, y)` pairs).
+        y_key: For dict records, the key of the label. Defaults to `None`.
+
+    Example:
+
+    >>> source = keras_agd.Source(np.load("x.npy", mmap_mode="r"), y)
+    >>> source = keras_agd.Source(tfds.data_source("mnist", split="train"),
+    ...                           x_key="image", y_key="label")
+    """
+
+    def __init__(self, x, y=None, x_key=None, y_key=None):
+        if isinstance(x, Source):
+            raise TypeError("`x` is already a Source; pass it as it is.")
+        if _is_tf_dataset(x):
+            raise TypeError(
+                "`x` must be random-access (an array, np.memmap, a tfds data_source or "
+                "any object with __len__ and __getitem__). A tf.data.Dataset cannot be "
+                "read by index: pass it as `regular_dataset=` for the regular phase, and "
+                "the same samples as a random-access `x`."
+            )
+        self._x = x
+        self._x_key = x_key
+        self._y_key = y_key
+        if isinstance(x, np.ndarray):
+            if x.ndim == 0 or len(x) == 0:
+                raise ValueError(
+                    f"`x` must be a non-empty array of shape (N, ...). Received: {x.shape}"
+                )
+            self.n_samples = len(x)
+            first = x[0]
+        else:
+            if not (hasattr(x, "__len__") and hasattr(x, "__getitem__")):
+                raise TypeError(
+                    "`x` must be an array or a random-access collection (with __len__ and "
+                    f"__getitem__). Received: x of type {type(x).__name__}"
+                )
+            self.n_samples = len(x)
+            if self.n_samples == 0:
+                raise ValueError("`x` must hold at least one sample. Received: len(x)=0")
+            first = self._input(x[0])
+        first = np.asarray(first)
+        if not (np.issubdtype(first.dtype, np.integer) or np.issubdtype(first.dtype, np.floating)):
+            raise ValueError(f"`x` must hold integers or floats. Received dtype: {first.dtype}")
+        self.sample_shape = tuple(first.shape)
+        self.dtype = first.dtype
+        self.labels = self._read_labels(y)
+
+    @property
+    def in_memory(self):
+        """Whether the samples are one NumPy array in memory (not a memory map)."""
+        return isinstance(self._x, np.ndarray) and not isinstance(self._x, np.memmap)
+
+    @property
+    def array(self):
+        """The samples as one array (in memory or memory-mapped), else `None`."""
+        return self._x if isinstance(self._x, np.ndarray) else None
+
+    def read(self, indices):
+        """Samples at `indices` (any order, repeats allowed), in their stored dtype.
+
+        Args:
+            indices: Integer array of sample indices in `[0, N)`.
+
+        Returns:
+            ndarray of shape `(len(indices), *sample_shape)`.
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        if len(indices) and (indices.min() < 0 or indices.max() >= self.n_samples):
+            raise IndexError(f"Sample indices must be in [0, {self.n_samples}).")
+        if isinstance(self._x, np.ndarray):
+            # Sorted reads keep a memory map's disk access sequential.
+            unique, inverse = np.unique(indices, return_inverse=True)
+            return np.asarray(self._x[unique])[inverse]
+        if hasattr(self._x, "__getitems__"):
+            records = self._x.__getitems__([int(i) for i in indices])
+        else:
+            records = [self._x[int(i)] for i in indices]
+        out = np.empty((len(indices), *self.sample_shape), self.dtype)
+        for row, record in enumerate(records):
+            value = np.asarray(self._input(record))
+            if value.shape != self.sample_shape:
+                raise ValueError(
+                    f"Sample {int(indices[row])} has shape {value.shape}; the first sample "
+                    f"has {self.sample_shape}. All samples must have one shape."
+                )
+            out[row] = value
+        return out
+
+    def batches(self, batch_size):
+        """Yields `(start, x_batch)` over all samples in order, `batch_size` at a time."""
+        for start in range(0, self.n_samples, batch_size):
+            stop = min(start + batch_size, self.n_samples)
+            if isinstance(self._x, np.ndarray):
+                yield start, np.asarray(self._x[start:stop])
+            else:
+                yield start, self.read(np.arange(start, stop))
+
+    def _input(self, record):
+        if self._x_key is not None:
+            return record[self._x_key]
+        if isinstance(record, tuple):
+            return record[0]
+        return record
+
+    def _read_labels(self, y):
+        if y is not None:
+            return _check_labels(np.asarray(y), self.n_samples)
+        if self._y_key is None and not self._records_are_pairs():
+            return None
+        labels = np.empty(self.n_samples, np.int64)
+        for start in range(0, self.n_samples, 4096):
+            stop = min(start + 4096, self.n_samples)
+            indices = list(range(start, stop))
+            if hasattr(self._x, "__getitems__"):
+                records = self._x.__getitems__(indices)
+            else:
+                records = [self._x[i] for i in indices]
+            key = self._y_key if self._y_key is not None else 1
+            labels[start:stop] = [int(np.asarray(record[key])) for record in records]
+        return _check_labels(labels, self.n_samples)
+
+    def _records_are_pairs(self):
+        return not isinstance(self._x, np.ndarray) and isinstance(self._x[0], tuple)
+
+    def __len__(self):
+        return self.n_samples
+
+    def __repr__(self):
+        kind = "array" if self.in_memory else type(self._x).__name__
+        return (
+            f"Source({kind}, n_samples={self.n_samples}, sample_shape={self.sample_shape}, "
+            f"dtype={self.dtype}, labeled={self.labels is not None})"
+        )
+
+
+def as_source(x, y=None, x_key=None, y_key=None):
+    """`x` itself if it is a `Source` (then `y` must be `None`), else `Source(x, y, ...)`."""
+    if isinstance(x, Source):
+        if y is not None or x_key is not None or y_key is not None:
+            raise ValueError("Pass `y`, `x_key` and `y_key` to the Source, not beside it.")
+        return x
+    return Source(x, y, x_key=x_key, y_key=y_key)
+
+
+def _check_labels(y, n_samples):
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(
+            f"`y` must be a vector of class indices (not one-hot). Received shape: {y.shape}"
+        )
+    if len(y) != n_samples:
+        raise ValueError(
+            f"`x` and `y` must have the same length. Received: {n_samples} and {len(y)}"
+        )
+    if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+        y = y.astype(np.int64)
+    if not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"`y` must hold integer class labels. Received dtype: {y.dtype}")
+    if len(y) and y.min() < 0:
+        raise ValueError(f"`y` must hold non-negative class labels. Received: min(y)={y.min()}")
+    return y.astype(np.int64)
+
+
+def _is_tf_dataset(x):
+    return isinstance(x, tf.data.Dataset)
