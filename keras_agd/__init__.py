@@ -2,21 +2,22 @@
 
 from keras_agd import datasets, schedules
 from keras_agd.agd import AGD
-from keras_agd.callbacks import AnnealingLogger
+from keras_agd.callbacks import Annealing, LayerFactorLogger
 from keras_agd.codebook import Frontier, HierarchicalCodebook
 from keras_agd.layer_adaptive import LayerAdaptive, layer_factors, variable_groups
-from keras_agd.layer_factor_logger import LayerFactorLogger
 from keras_agd.mosaic_dataset import mosaic_dataset
+from keras_agd.sources import Source
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AGD",
-    "AnnealingLogger",
+    "Annealing",
     "Frontier",
     "HierarchicalCodebook",
     "LayerAdaptive",
     "LayerFactorLogger",
+    "Source",
     "datasets",
     "layer_factors",
     "mosaic_dataset",

@@ -1,51 +1,76 @@
 """The annealed gradient descent optimizer (Pan & Jiang, UAI 2015)."""
 
+import math
+import numbers
+
 import keras
-import tensorflow as tf
 from keras import ops
 
+from keras_agd._wrapper import WrapperOptimizer
+from keras_agd.annealing import AnnealingState
 from keras_agd.layer_adaptive import LayerAdaptive
-from keras_agd.schedules import AnnealingSchedule
 
 _register = keras.saving.register_keras_serializable(package="keras_agd")
 _LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
 
+NOT_ANNEALING = (
+    "AGD is training outside its annealing schedule: pass the `keras_agd.Annealing` "
+    "callback to `model.fit` and train on `keras_agd.mosaic_dataset(annealing, ...)`. "
+    "(To train at one learning rate on other data, compile with the wrapped optimizer.)"
+)
+
 
 @_register
 class _PhaseLearningRate(_LearningRateSchedule):
-    """Placeholder learning rate of AGD's inner optimizer: AGD supplies the value."""
+    """AGD's learning rate: the rate of the current phase, with the paper's decay rules."""
 
     def __init__(self, agd=None):
         self.agd = agd
 
     def __call__(self, step):
-        return self.agd._step_learning_rate
+        agd = self.agd
+        state = agd.annealing_state
+        iterations = ops.cast(step, "int64")
+        since_phase = iterations - state.phase_start_iteration
+        mosaic = _evaluate(agd._mosaic_learning_rate, since_phase)
+        regular = _evaluate(agd._regular_learning_rate, since_phase)
+        rate = ops.where(state.mosaic > 0, mosaic, regular)
+        if agd.decay_start_epoch is not None:
+            epochs = ops.maximum(state.step - agd.decay_start_epoch, 0)
+            rate = rate * ops.power(agd.epoch_decay_rate, ops.cast(epochs, rate.dtype))
+        if agd.loss_threshold is not None:
+            since = ops.cast(iterations - state.decay_start_iteration, rate.dtype)
+            p = float(agd.loss_decay_steps)
+            rate = ops.where(state.decay_start_iteration >= 0, rate * p / (p + since), rate)
+        return rate
 
     def get_config(self):
+        # AGD rebuilds this schedule from its own config.
         return {}
 
 
 @_register
-class AGD(keras.optimizers.Optimizer):
+class AGD(WrapperOptimizer):
     """Annealed gradient descent: mosaic epochs on codewords, then regular epochs.
 
     AGD trains on a sequence of codebook frontiers of decreasing quantization error
-    ε (the `schedule`), fed by `keras_agd.mosaic_dataset`: mosaic gradient descent
-    (MGD) with large batches and `mosaic_learning_rate` while the frontier holds
-    codewords, then ordinary mini-batch training with `learning_rate` once ε has
-    reached the real samples. The update rule is SGD with momentum / Nesterov, as in
-    the paper, or any Keras optimizer passed as `optimizer`:
+    ε: mosaic gradient descent (MGD) with large batches and `mosaic_learning_rate`
+    while the epoch holds codewords, then ordinary mini-batch training with
+    `learning_rate` once ε has reached the real samples. The epochs come from
+    `keras_agd.mosaic_dataset`, the phase from the `keras_agd.Annealing` callback;
+    AGD only follows the phase. The update rule is SGD with momentum / Nesterov, as
+    in the paper, or any Keras optimizer passed as `optimizer`:
 
     ```python
     lr = mosaic_learning_rate if phase == "mosaic" else learning_rate
     variable = inner_optimizer_update(variable, gradient, lr * decay)
     ```
 
-    The annealing state (`annealing_step`, `epsilon`, `phase`, `frontier_size`) is
-    kept in optimizer variables, so `model.save`, checkpoints and
-    `keras.callbacks.BackupAndRestore` carry it: a resumed run continues at the same
-    ε. Learning-rate schedules of either phase count steps from the start of that
-    phase.
+    The annealing state (`annealing_state`: step, ε, phase, frontier size) is kept
+    in this optimizer's variables, so `model.save`, checkpoints and
+    `keras.callbacks.BackupAndRestore` carry it and a resumed run continues at the
+    same ε. Learning-rate schedules of either phase count steps from the start of
+    that phase.
 
     Args:
         learning_rate: Float or `LearningRateSchedule` of the regular phase.
@@ -53,22 +78,20 @@ class AGD(keras.optimizers.Optimizer):
         mosaic_learning_rate: Float or `LearningRateSchedule` of the mosaic phase;
             `None` means `learning_rate`. The paper uses 0.8 (vs 0.4) on MNIST.
             Defaults to `None`.
-        momentum: Momentum of the default SGD update. Defaults to `0.0`.
+        momentum: Momentum of the default SGD update, in [0, 1). Defaults to `0.0`.
         nesterov: Whether the default SGD update uses Nesterov momentum.
             Defaults to `False`.
-        schedule: An `AnnealingSchedule` (see `keras_agd.schedules`). Required by
-            `mosaic_dataset`. Defaults to `None`.
         optimizer: A Keras optimizer whose update rule AGD uses instead of SGD
             (e.g. `keras.optimizers.Adam()`); its own learning rate is replaced by
             AGD's. Defaults to `None`.
         decay_start_epoch: If set, the learning rate is multiplied by
-            `epoch_decay_rate` every epoch after this one (the paper's Switchboard
-            rule). Defaults to `None`.
+            `epoch_decay_rate` every annealing epoch after this one (the paper's
+            Switchboard rule). Defaults to `None`.
         epoch_decay_rate: See `decay_start_epoch`. Defaults to `0.8`.
-        loss_threshold: If set, once the training loss (a moving average of the
-            batch losses) falls below it, the learning rate follows
-            `lr · p / (p + t)`, with `t` the steps since then (the paper's MNIST rule,
-            r = 0.17). Defaults to `None`.
+        loss_threshold: If set, once the training loss (the running mean of the
+            epoch that Keras reports as `loss`) falls below it, the learning rate
+            follows `lr · p / (p + t)`, with `t` the steps since then (the paper's
+            MNIST rule, r = 0.17). Defaults to `None`.
         loss_decay_steps: `p` of that rule. Defaults to `10000`.
         layer_adaptive: Whether each layer's learning rate is scaled by
             `1 + log(1 + 1/‖g_l‖₂)` (`keras_agd.LayerAdaptive` around the update
@@ -80,12 +103,12 @@ class AGD(keras.optimizers.Optimizer):
     Example:
 
     >>> codebook = keras_agd.HierarchicalCodebook().fit(x_train, y_train)
-    >>> optimizer = keras_agd.AGD(
-    ...     learning_rate=0.1, mosaic_learning_rate=0.8, momentum=0.9,
-    ...     schedule=keras_agd.schedules.from_codebook(codebook, mosaic_epochs=10))
-    >>> model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
-    >>> train = keras_agd.mosaic_dataset(codebook, x_train, y_train, optimizer)
-    >>> model.fit(train, epochs=20)
+    >>> annealing = keras_agd.Annealing(
+    ...     codebook, keras_agd.schedules.from_codebook(codebook, mosaic_epochs=10))
+    >>> model.compile(optimizer=keras_agd.AGD(learning_rate=0.1, mosaic_learning_rate=0.8,
+    ...                                       momentum=0.9), loss="sparse_categorical_crossentropy")
+    >>> train = keras_agd.mosaic_dataset(annealing, x_train, y_train)
+    >>> model.fit(train, epochs=20, callbacks=[annealing])
 
     Reference:
         H. Pan and H. Jiang, "Annealed Gradient Descent for Deep Learning", UAI 2015.
@@ -97,7 +120,6 @@ class AGD(keras.optimizers.Optimizer):
         mosaic_learning_rate=None,
         momentum=0.0,
         nesterov=False,
-        schedule=None,
         optimizer=None,
         decay_start_epoch=None,
         epoch_decay_rate=0.8,
@@ -107,8 +129,9 @@ class AGD(keras.optimizers.Optimizer):
         name="agd",
         **kwargs,
     ):
-        super().__init__(learning_rate=0.0, name=name)
         if optimizer is None:
+            if not (_is_number(momentum) and 0 <= momentum < 1):
+                raise ValueError(f"`momentum` must be in [0, 1). Received: momentum={momentum!r}")
             optimizer = keras.optimizers.SGD(momentum=momentum, nesterov=nesterov, **kwargs)
         elif kwargs:
             raise ValueError(
@@ -119,192 +142,104 @@ class AGD(keras.optimizers.Optimizer):
             raise TypeError(
                 f"`optimizer` must be a Keras optimizer. Received: optimizer={optimizer!r}"
             )
+        if isinstance(optimizer, AGD):
+            raise ValueError("`optimizer` cannot be another AGD.")
         if layer_adaptive and not isinstance(optimizer, LayerAdaptive):
             optimizer = LayerAdaptive(optimizer)
-        if schedule is not None and not isinstance(schedule, AnnealingSchedule):
-            raise TypeError(
-                "`schedule` must be a keras_agd.schedules.AnnealingSchedule. "
-                f"Received: schedule={schedule!r}"
-            )
-        if decay_start_epoch is not None and decay_start_epoch < 0:
+        if decay_start_epoch is not None and not (
+            _is_integer(decay_start_epoch) and decay_start_epoch >= 0
+        ):
             raise ValueError(
-                f"`decay_start_epoch` must be >= 0. Received: decay_start_epoch={decay_start_epoch}"
+                "`decay_start_epoch` must be an integer >= 0. "
+                f"Received: decay_start_epoch={decay_start_epoch!r}"
             )
-        if not 0 < epoch_decay_rate <= 1:
+        if not (_is_number(epoch_decay_rate) and 0 < epoch_decay_rate <= 1):
             raise ValueError(
                 "`epoch_decay_rate` must be in (0, 1]. "
-                f"Received: epoch_decay_rate={epoch_decay_rate}"
+                f"Received: epoch_decay_rate={epoch_decay_rate!r}"
             )
-        if not loss_decay_steps > 0:
+        if loss_threshold is not None and not (
+            _is_number(loss_threshold) and math.isfinite(loss_threshold)
+        ):
             raise ValueError(
-                f"`loss_decay_steps` must be > 0. Received: loss_decay_steps={loss_decay_steps}"
+                "`loss_threshold` must be a finite number or None. "
+                f"Received: loss_threshold={loss_threshold!r}"
             )
-        self.inner_optimizer = optimizer
-        self.inner_optimizer.learning_rate = _PhaseLearningRate(self)
-        self.schedule = schedule
+        if not (_is_number(loss_decay_steps) and 0 < loss_decay_steps < math.inf):
+            raise ValueError(
+                f"`loss_decay_steps` must be > 0. Received: loss_decay_steps={loss_decay_steps!r}"
+            )
+        super().__init__(optimizer, name=name)
         self.decay_start_epoch = decay_start_epoch
-        self.epoch_decay_rate = epoch_decay_rate
-        self.loss_threshold = loss_threshold
+        self.epoch_decay_rate = float(epoch_decay_rate)
+        self.loss_threshold = None if loss_threshold is None else float(loss_threshold)
         self.loss_decay_steps = loss_decay_steps
         self.layer_adaptive = isinstance(optimizer, LayerAdaptive)
-        self._regular_learning_rate = self._learning_rate_variable(learning_rate, "regular")
-        self._mosaic_learning_rate = self._learning_rate_variable(
-            learning_rate if mosaic_learning_rate is None else mosaic_learning_rate, "mosaic"
+        self._regular_learning_rate = self._rate_variable(learning_rate, "learning_rate")
+        self._mosaic_learning_rate = self._rate_variable(
+            learning_rate if mosaic_learning_rate is None else mosaic_learning_rate,
+            "mosaic_learning_rate",
         )
-
-        # Created here rather than in `build` because `mosaic_dataset` reads them
+        # Created here rather than in `build`: the Annealing callback writes it
         # before the first training step.
-        def state(name, value, dtype="int64"):
-            return self.add_variable(
-                (),
-                initializer=keras.initializers.Constant(value),
-                dtype=dtype,
-                aggregation="only_first_replica",
-                name=name,
-            )
+        self.annealing_state = AnnealingState(self)
+        # The training loss that `loss_threshold` compares; the Annealing callback
+        # hands over the model's `loss` metric.
+        self.loss_metric = None
+        self.inner_optimizer.learning_rate = _PhaseLearningRate(self)
 
-        self._annealing_step = state("annealing_step", 0)
-        self._epsilon = state("epsilon", float("inf"), dtype="float32")
-        self._mosaic_phase = state("mosaic_phase", 1)
-        self._frontier_size = state("frontier_size", 0)
-        self._epoch_start_iteration = state("epoch_start_iteration", -1)
-        self._phase_start_iteration = state("phase_start_iteration", 0)
-        self._loss_average = state("loss_average", float("inf"), dtype="float32")
-        self._decay_start_iteration = state("decay_start_iteration", -1)
-        self._step_learning_rate = state("step_learning_rate", 0.0, dtype=keras.backend.floatx())
-
-    def _learning_rate_variable(self, value, phase):
+    def _rate_variable(self, value, name):
         if isinstance(value, _LearningRateSchedule):
             return value
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        if not (_is_number(value) and 0 <= value < math.inf):
             raise ValueError(
-                f"The {phase} learning rate must be a float >= 0 or a LearningRateSchedule. "
-                f"Received: {value!r}"
+                f"`{name}` must be a finite float >= 0 or a LearningRateSchedule. "
+                f"Received: {name}={value!r}"
             )
         return self.add_variable(
             (),
             initializer=keras.initializers.Constant(float(value)),
             dtype=keras.backend.floatx(),
             aggregation="only_first_replica",
-            name=f"{phase}_learning_rate",
+            name=name,
         )
-
-    # --- The annealing state, read-only for users.
-
-    @property
-    def annealing_step(self):
-        """The current epoch of the annealing schedule (0-based)."""
-        return int(ops.convert_to_numpy(self._annealing_step))
 
     @property
     def epsilon(self):
         """The quantization error ε of the current epoch (inf before training)."""
-        return float(ops.convert_to_numpy(self._epsilon))
+        return self.annealing_state.read()["epsilon"]
 
     @property
     def phase(self):
         """`"mosaic"` while training on codewords, `"regular"` on the real samples."""
-        return "mosaic" if int(ops.convert_to_numpy(self._mosaic_phase)) else "regular"
-
-    @property
-    def frontier_size(self):
-        """Number of distinct training items (codewords plus samples) this epoch."""
-        return int(ops.convert_to_numpy(self._frontier_size))
-
-    def begin_annealing_epoch(self):
-        """Advances the annealing step if the last epoch trained; returns ε (graph-safe).
-
-        Called by `mosaic_dataset` each time an epoch's data is made. A step is only
-        taken once optimizer steps happened since the previous epoch began, so that
-        Keras peeking at the dataset, or resuming from a backup, does not skip an ε.
-        """
-        iterations = ops.cast(self.iterations, "int64")
-        started = self._epoch_start_iteration >= 0
-        trained = ops.logical_and(started, iterations > self._epoch_start_iteration)
-        step = self._annealing_step + ops.cast(trained, "int64")
-        self._annealing_step.assign(step)
-        self._epoch_start_iteration.assign(iterations)
-        epsilon = ops.cast(self.schedule(step), "float32")
-        self._epsilon.assign(epsilon)
-        return epsilon
-
-    def record_frontier(self, mosaic, size):
-        """Stores the epoch's phase and frontier size (graph-safe)."""
-        mosaic = ops.cast(mosaic, "int64")
-        changed = ops.not_equal(mosaic, self._mosaic_phase)
-        iterations = ops.cast(self.iterations, "int64")
-        self._phase_start_iteration.assign(
-            ops.where(changed, iterations, self._phase_start_iteration)
-        )
-        self._mosaic_phase.assign(mosaic)
-        self._frontier_size.assign(ops.cast(size, "int64"))
-
-    def current_learning_rate(self):
-        """The learning rate of the current phase, with the decay rules applied."""
-        step = ops.cast(self.iterations, "int64") - self._phase_start_iteration
-        mosaic = _evaluate(self._mosaic_learning_rate, step)
-        regular = _evaluate(self._regular_learning_rate, step)
-        rate = ops.where(self._mosaic_phase > 0, mosaic, regular)
-        if self.decay_start_epoch is not None:
-            epochs = ops.maximum(self._annealing_step - self.decay_start_epoch, 0)
-            rate = rate * ops.power(self.epoch_decay_rate, ops.cast(epochs, rate.dtype))
-        if self.loss_threshold is not None:
-            since = ops.cast(self.iterations, "int64") - self._decay_start_iteration
-            p = float(self.loss_decay_steps)
-            factor = p / (p + ops.cast(since, rate.dtype))
-            rate = ops.where(self._decay_start_iteration >= 0, rate * factor, rate)
-        return rate
-
-    # --- Delegation to the inner optimizer, as in keras.optimizers.LossScaleOptimizer.
-
-    def build(self, var_list):
-        if self.built:
-            return
-        self.inner_optimizer.build(var_list)
-        super().build(var_list)
+        return "mosaic" if self.annealing_state.read()["mosaic"] else "regular"
 
     def apply(self, grads, trainable_variables=None):
-        if not self.built and trainable_variables is not None:
-            self.build(list(trainable_variables))
-            self.built = True
-        # The tf.data thread writes the phase when an epoch's data starts. Without XLA,
-        # TensorFlow may read it before this step's batch arrives (an old phase);
-        # depending on the gradients orders the read after the batch.
-        with tf.control_dependencies([g for g in grads if g is not None]):
-            self._step_learning_rate.assign(self.current_learning_rate())
-        self.inner_optimizer.apply(grads, trainable_variables)
-
-    def scale_loss(self, loss):
+        # Runs when the train step is traced: an AGD step outside the annealing
+        # flow would silently train at the mosaic rate on whatever data it gets.
+        if self.annealing_state.writer is None:
+            raise ValueError(NOT_ANNEALING)
         if self.loss_threshold is not None:
-            # The train step hands every batch loss to `scale_loss`: the one place an
-            # optimizer sees the loss without a callback.
-            value = ops.cast(ops.convert_to_tensor(loss), "float32")
-            average = ops.where(
-                ops.isfinite(self._loss_average),
-                0.98 * self._loss_average + 0.02 * value,
-                value,
-            )
-            self._loss_average.assign(average)
-            crossed = ops.logical_and(
-                self._decay_start_iteration < 0, average < self.loss_threshold
-            )
-            iterations = ops.cast(self.iterations, "int64")
-            self._decay_start_iteration.assign(
-                ops.where(crossed, iterations, self._decay_start_iteration)
-            )
-        return self.inner_optimizer.scale_loss(loss)
+            self._start_decay_below_threshold()
+        super().apply(grads, trainable_variables)
 
-    @property
-    def variables(self):
-        return self._variables + self.inner_optimizer.variables
-
-    @property
-    def iterations(self):
-        return self.inner_optimizer.iterations
+    def _start_decay_below_threshold(self):
+        if self.loss_metric is None:
+            raise ValueError(
+                "`loss_threshold` needs the model's `loss` metric, which this model does "
+                "not track (a custom `train_step` without `compute_loss`?)."
+            )
+        state = self.annealing_state
+        loss = ops.cast(self.loss_metric.result(), "float32")
+        crossed = ops.logical_and(state.decay_start_iteration < 0, loss < self.loss_threshold)
+        iterations = ops.cast(self.iterations, "int64")
+        state.decay_start_iteration.assign(
+            ops.where(crossed, iterations, state.decay_start_iteration)
+        )
 
     @property
     def learning_rate(self):
-        return self.current_learning_rate()
+        return _PhaseLearningRate(self)(self.iterations)
 
     @learning_rate.setter
     def learning_rate(self, value):
@@ -317,15 +252,11 @@ class AGD(keras.optimizers.Optimizer):
             )
         self._regular_learning_rate.assign(value)
 
-    def finalize_variable_values(self, var_list):
-        self.inner_optimizer.finalize_variable_values(var_list)
-
     def get_config(self):
         return {
             "name": self.name,
             "learning_rate": _serialize(self._regular_learning_rate),
             "mosaic_learning_rate": _serialize(self._mosaic_learning_rate),
-            "schedule": keras.saving.serialize_keras_object(self.schedule),
             "optimizer": keras.saving.serialize_keras_object(self.inner_optimizer),
             "decay_start_epoch": self.decay_start_epoch,
             "epoch_decay_rate": self.epoch_decay_rate,
@@ -337,7 +268,7 @@ class AGD(keras.optimizers.Optimizer):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        for key in ("learning_rate", "mosaic_learning_rate", "schedule", "optimizer"):
+        for key in ("learning_rate", "mosaic_learning_rate", "optimizer"):
             if isinstance(config[key], dict):
                 config[key] = keras.saving.deserialize_keras_object(
                     config[key], custom_objects=custom_objects
@@ -354,4 +285,12 @@ def _evaluate(rate, step):
 def _serialize(rate):
     if isinstance(rate, _LearningRateSchedule):
         return keras.saving.serialize_keras_object(rate)
-    return float(ops.convert_to_numpy(rate))
+    return float(rate.numpy())
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_integer(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -17,6 +17,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_agd._keras_adapter import hook_update_step, is_update_step_hooked, variable_key
+from keras_agd._wrapper import WrapperOptimizer
+
 DEFAULT_EPSILON = 1e-7
 GROUPINGS = ("layer", "variable")
 
@@ -183,7 +186,7 @@ class LayerRates:
     def build(self, owner, variables):
         """Groups `variables`; adds the `layer_factors` variable to `owner`."""
         groups = variable_groups(variables, self.grouping, self.exclude)
-        self._group_of = {owner._var_key(v): g for v, g in zip(variables, groups, strict=True)}
+        self._group_of = {variable_key(owner, v): g for v, g in zip(variables, groups, strict=True)}
         self.group_names = list(dict.fromkeys(g for g in groups if g is not None))
         self.factors = owner.add_variable(
             shape=(len(self.group_names),),
@@ -200,7 +203,7 @@ class LayerRates:
         that uses `merge_call` and in replica context otherwise.
         """
         grads_and_vars = list(grads_and_vars)
-        groups = [self._group_of[optimizer._var_key(v)] for _, v in grads_and_vars]
+        groups = [self._group_of[variable_key(optimizer, v)] for _, v in grads_and_vars]
 
         def factors_fn(grads):
             by_group = layer_factors(grads, groups, self.epsilon, self.max_factor)
@@ -293,7 +296,7 @@ def _is_number(value):
 
 
 @keras.saving.register_keras_serializable(package="keras_agd")
-class LayerAdaptive(keras.optimizers.Optimizer):
+class LayerAdaptive(WrapperOptimizer):
     """Wraps a Keras optimizer to give every layer its own adaptive learning rate.
 
     At every step, the variables of layer `l` are updated by the wrapped
@@ -379,73 +382,28 @@ class LayerAdaptive(keras.optimizers.Optimizer):
                 "Set such options on the wrapped `inner_optimizer` instead."
             )
         rates = LayerRates(grouping, exclude, epsilon, max_factor)
-        super().__init__(learning_rate=0.0, name=name)
-        self.inner_optimizer = inner_optimizer
+        super().__init__(inner_optimizer, name=name)
         self._rates = rates
         # Keras' TF optimizer sums gradients across replicas inside
         # `_backend_update_step` and hands them to this method: the first point
         # where they are the gradients the update uses (Nadam's and other
         # optimizers' own `_backend_update_step` still run before it).
-        inner_optimizer._distributed_tf_update_step = functools.partial(
-            rates.distributed_update_step, inner_optimizer
+        hook_update_step(
+            inner_optimizer, functools.partial(rates.distributed_update_step, inner_optimizer)
         )
 
     def build(self, var_list):
         if self.built:
             return
         self._rates.build(self, var_list)
-        self.inner_optimizer.build(var_list)
         super().build(var_list)
-
-    def apply(self, grads, trainable_variables=None):
-        if not self.built and trainable_variables is not None:
-            with keras.name_scope(self.name, caller=self):
-                self.build(list(trainable_variables))
-            self.built = True
-        self.inner_optimizer.apply(grads, trainable_variables)
 
     @property
     def layer_factors(self):
         return self._rates.result()
 
-    @property
-    def variables(self):
-        return self._variables + self.inner_optimizer.variables
-
-    @property
-    def learning_rate(self):
-        return self.inner_optimizer.learning_rate
-
-    @learning_rate.setter
-    def learning_rate(self, learning_rate):
-        self.inner_optimizer.learning_rate = learning_rate
-
-    @property
-    def iterations(self):
-        return self.inner_optimizer.iterations
-
-    @property
-    def loss_scale_factor(self):
-        inner = getattr(self, "inner_optimizer", None)
-        return None if inner is None else inner.loss_scale_factor
-
-    @loss_scale_factor.setter
-    def loss_scale_factor(self, value):
-        # A LossScaleOptimizer around this wrapper resets the factor to None so
-        # that the wrapped optimizer does not unscale a second time.
-        inner = getattr(self, "inner_optimizer", None)
-        if inner is not None:
-            inner.loss_scale_factor = value
-
-    def finalize_variable_values(self, var_list):
-        self.inner_optimizer.finalize_variable_values(var_list)
-
     def get_config(self):
-        return {
-            "name": self.name,
-            "inner_optimizer": keras.saving.serialize_keras_object(self.inner_optimizer),
-            **self._rates.get_config(),
-        }
+        return {**super().get_config(), **self._rates.get_config()}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
@@ -467,23 +425,12 @@ def _check_inner_optimizer(optimizer):
             "`inner_optimizer` must be a `keras.optimizers.Optimizer` instance, "
             f"e.g. keras.optimizers.SGD(0.01). Received: inner_optimizer={optimizer!r}"
         )
-    if keras.backend.backend() != "tensorflow":
-        raise ValueError(
-            "LayerAdaptive requires the TensorFlow backend. "
-            f"Received: backend={keras.backend.backend()!r}"
-        )
-    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        raise ValueError(
-            "`inner_optimizer` cannot be a LossScaleOptimizer: loss scaling must be "
-            "outside, `LossScaleOptimizer(LayerAdaptive(optimizer))` (what `compile` "
-            "does under a mixed_float16 policy)."
-        )
     if isinstance(optimizer, (LayerAdaptive, keras.optimizers.MultiOptimizer)):
         raise ValueError(
             "`inner_optimizer` must be an optimizer with one global learning rate. "
             f"Received: inner_optimizer={type(optimizer).__name__}"
         )
-    if "_distributed_tf_update_step" in vars(optimizer):
+    if is_update_step_hooked(optimizer):
         raise ValueError(
             f"The optimizer {optimizer.name!r} is already wrapped by a LayerAdaptive. "
             "Wrap a fresh optimizer instance."

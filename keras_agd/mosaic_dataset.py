@@ -1,189 +1,202 @@
-"""The tf.data pipeline that feeds AGD one codebook frontier per epoch."""
-
-import warnings
+"""The tf.data pipeline that reads each epoch's plan from the Annealing callback."""
 
 import numpy as np
 import tensorflow as tf
 
-from keras_agd.agd import AGD
-
-MODES = ("weighted", "per_sample", "random_subset")
+from keras_agd.callbacks import NOT_FED, Annealing
+from keras_agd.sources import as_source
 
 
 def mosaic_dataset(
-    codebook,
-    x,
-    y,
-    optimizer,
-    batch_size=128,
-    mosaic_batch_size=4096,
-    mode="weighted",
-    criterion="mean",
-    augment=None,
-    pad_batches=True,
-    seed=None,
+    annealing, x, y=None, x_key=None, y_key=None, regular_dataset=None, augment=None
 ):
-    """A `tf.data.Dataset` of `(x, y, sample_weight)` for `model.fit` with `AGD`.
+    """A `tf.data.Dataset` of `(x, y, sample_weight)` batches for `model.fit` with AGD.
 
-    Each time Keras starts an epoch, the dataset advances the optimizer's annealing
-    schedule, reads ε and yields that epoch's data, all in TensorFlow graph ops
-    (no Python per batch):
+    Each epoch, the dataset reads the plan that the `annealing` callback made for it
+    (which codewords and samples, in which order, with which weights and batch size)
+    and yields it: codewords from a small in-memory table, samples read by index from
+    `x`, all as float32. Only the codewords are held in memory; `x` can be a memory
+    map or a tfds data source far larger than memory. The dataset imports nothing
+    of the optimizer: the callback is the only link.
 
-    - `mode="weighted"`: the codebook frontier at ε, each codeword weighted by the
-      number of samples it stands for (ω, normalized to a mean weight of 1) and each
-      remaining sample with weight 1: the exact mosaic risk of eq. (6). An epoch
-      costs the frontier size, not N.
-    - `mode="per_sample"`: Algorithm 1 literally: every sample is replaced by its
-      codeword at ε (N items per epoch, weight 1).
-    - `mode="random_subset"`: a control for benchmarks, not a method: each epoch is a
-      uniformly random subset of the real samples of the frontier's size (weight 1),
-      with the same batch sizes and phases. It tells "codewords help" apart from
-      "few samples early help".
-
-    Batches hold `mosaic_batch_size` items while the frontier has codewords and
-    `batch_size` once ε has reached the real samples; `augment` runs only then.
-    Items are shuffled every epoch with a seed derived from `seed` and the
-    annealing step, so a resumed run sees the same batches as an uninterrupted one.
-
-    Epochs change length as ε moves. Keras fixes an epoch's length after the first
-    one for datasets of unknown size, so this dataset reports the longest possible
-    epoch as its cardinality and ends shorter ones early; do not pass
-    `steps_per_epoch`, and apply further transformations before, not after, this
-    function (they would hide that cardinality).
+    Train on it with the callback in `fit` (`callbacks=[annealing]`), and apply any
+    further transformation through `augment` rather than after this function: a
+    transformation that changes the number of batches is refused at the end of the
+    epoch. Outside `fit` the dataset gives one preview batch, then an error.
 
     Args:
-        codebook: A `HierarchicalCodebook` fitted on exactly `x` and `y`.
-        x: Training inputs, shape `(N, ...)`, as given to `codebook.fit`.
-        y: Integer class labels, shape `(N,)`.
-        optimizer: The `AGD` optimizer the model is compiled with.
-        batch_size: Batch size of the regular phase. Defaults to `128`.
-        mosaic_batch_size: Batch size while training on codewords. Defaults to `4096`.
-        mode: `"weighted"`, `"per_sample"` or `"random_subset"`.
-            Defaults to `"weighted"`.
-        criterion: Node error compared with ε: `"mean"` or `"max"`.
-            Defaults to `"mean"`.
+        annealing: The `keras_agd.Annealing` callback passed to `fit`.
+        x: The training samples the codebook was fit on, random-access: an array
+            (kept in its own dtype, cast per batch), an `np.memmap`, a tfds
+            `data_source`, any object with `__len__` and `__getitem__`, or a
+            `keras_agd.Source`.
+        y: Integer class labels, shape `(N,)`, unless `x` holds them (see
+            `keras_agd.Source`). Defaults to `None`.
+        x_key: Key of the input in dict records (tfds: `"image"`). Defaults to `None`.
+        y_key: Key of the label in dict records (tfds: `"label"`). Defaults to `None`.
+        regular_dataset: Optional `tf.data.Dataset` of `(x, y)` or
+            `(x, y, sample_weight)` batches over the same samples, with a known number
+            of batches, used as it is (decoding, augmentation, batch size) for the
+            regular phase; the mosaic phase still reads `x`. Defaults to `None`.
         augment: Optional function `(x_batch, y_batch) -> (x_batch, y_batch)` in
-            TensorFlow ops (e.g. random deformation), applied in the regular phase.
-            Defaults to `None`.
-        pad_batches: Pads each epoch's last batch with zero-weight items so that
-            all batches of a phase have one shape: with `jit_compile=True`, XLA then
-            compiles once per phase instead of once per epoch. Keras averages the
-            loss over the padded batch, so that batch's step is scaled by its share
-            of real items. Defaults to `True`.
-        seed: Integer shuffling seed; `None` draws one from NumPy's global RNG
-            (which `keras.utils.set_random_seed` sets). Defaults to `None`.
+            TensorFlow ops (e.g. random deformation), applied to the batches of the
+            regular phase read from `x`. Defaults to `None`.
 
     Returns:
-        A `tf.data.Dataset` yielding `(x, y, sample_weight)` batches, x in float32.
+        A `tf.data.Dataset` yielding `(x, y, sample_weight)`: x float32, y int64.
 
     Example:
 
-    >>> train = keras_agd.mosaic_dataset(codebook, x_train, y_train, optimizer,
-    ...                                  batch_size=128, mosaic_batch_size=4096)
-    >>> model.fit(train, epochs=30, validation_data=(x_test, y_test))
+    >>> annealing = keras_agd.Annealing(codebook, schedule)
+    >>> train = keras_agd.mosaic_dataset(annealing, x_train, y_train)
+    >>> model.fit(train, epochs=30, validation_data=(x_test, y_test), callbacks=[annealing])
     """
-    _check_arguments(optimizer, batch_size, mosaic_batch_size, mode, augment)
-    codebook.verify(x, y)
-    codebook._node_errors(criterion)  # Validates `criterion` now rather than mid-training.
-    x = np.asarray(x)
-    n_samples = len(x)
-    # One lookup table: rows [0, N) are the samples, rows N + node are the codewords.
-    table_x = tf.constant(
-        np.concatenate(
-            [
-                x.astype(np.float32, copy=False),
-                codebook.codewords_.reshape((-1, *x.shape[1:])),
-            ]
-        )
-    )
-    table_y = tf.constant(np.concatenate([np.asarray(y).reshape(-1), codebook.node_label_]))
-    paths = tf.constant(codebook.sample_paths_)
-    errors = tf.constant(codebook._node_errors(criterion))
-    if seed is None:
-        # The legacy global RNG is the one `keras.utils.set_random_seed` seeds.
-        seed = int(np.random.randint(2**31 - 1))  # noqa: NPY002
-
-    def frontier(epsilon):
-        """Per sample: the uppermost node with error below ε, else -1 (eq. 6)."""
-        below = (paths >= 0) & (tf.gather(errors, tf.maximum(paths, 0)) < epsilon)
-        first = tf.argmax(tf.cast(below, tf.int32), axis=1, output_type=tf.int64)
-        chosen = tf.gather(paths, first, batch_dims=1)
-        return tf.where(tf.reduce_any(below, axis=1), chosen, -1)
-
-    def epoch(_):
-        epsilon = optimizer.begin_annealing_epoch()
-        chosen = frontier(epsilon)
-        is_codeword = chosen >= 0
-        mosaic = tf.reduce_any(is_codeword)
-        samples = tf.range(n_samples, dtype=tf.int64)
-        if mode == "weighted":
-            nodes, _, counts = tf.unique_with_counts(tf.boolean_mask(chosen, is_codeword))
-            raw = tf.boolean_mask(samples, ~is_codeword)
-            rows = tf.concat([n_samples + nodes, raw], axis=0)
-            omega = tf.concat([tf.cast(counts, tf.float32), tf.ones_like(raw, tf.float32)], 0)
-            # Mean weight 1 keeps the loss scale, hence the learning rate, comparable.
-            weights = omega * tf.cast(tf.size(rows), tf.float32) / n_samples
-        elif mode == "per_sample":
-            rows = tf.where(is_codeword, n_samples + chosen, samples)
-            weights = tf.ones([n_samples], tf.float32)
-        else:
-            size = tf.size(tf.unique(tf.where(is_codeword, n_samples + chosen, samples))[0])
-            subset_seed = tf.stack(
-                [tf.constant(seed + 1, tf.int64), optimizer._annealing_step.value]
-            )
-            rows = tf.random.experimental.stateless_shuffle(samples, seed=subset_seed)[:size]
-            weights = tf.ones([size], tf.float32)
-        optimizer.record_frontier(mosaic, tf.size(rows))
-        step_seed = tf.stack([tf.constant(seed, tf.int64), optimizer._annealing_step.value])
-        order = tf.random.experimental.stateless_shuffle(tf.range(tf.size(rows)), seed=step_seed)
-        rows, weights = tf.gather(rows, order), tf.gather(weights, order)
-        size = tf.cast(tf.where(mosaic, mosaic_batch_size, batch_size), tf.int64)
-        if pad_batches:
-            padding = tf.math.floormod(-tf.size(rows, out_type=tf.int64), size)
-            rows = tf.concat([rows, tf.zeros([padding], tf.int64)], axis=0)
-            weights = tf.concat([weights, tf.zeros([padding], tf.float32)], axis=0)
-        items = tf.data.Dataset.from_tensor_slices((rows, weights))
-        return items.batch(size).map(
-            lambda row, weight: _lookup(row, weight, mosaic),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-
-    def _lookup(row, weight, mosaic):
-        batch_x, batch_y = tf.gather(table_x, row), tf.gather(table_y, row)
-        if augment is not None:
-            batch_x, batch_y = tf.cond(
-                mosaic, lambda: (batch_x, batch_y), lambda: augment(batch_x, batch_y)
-            )
-        return batch_x, batch_y, weight
-
-    dataset = tf.data.Dataset.range(1).flat_map(epoch).prefetch(tf.data.AUTOTUNE)
-    longest = -(-n_samples // min(batch_size, mosaic_batch_size))
-    # Keras reads this once per fit: every epoch then runs until its data ends.
-    dataset.cardinality = lambda: tf.constant(longest, tf.int64)
-    # ...and warns each time a (deliberately) shorter epoch ends.
-    warnings.filterwarnings(
-        "ignore",
-        message="Your input ran out of data",
-        module="keras.src.trainers.epoch_iterator",
-    )
-    return dataset
-
-
-def _check_arguments(optimizer, batch_size, mosaic_batch_size, mode, augment):
-    if not isinstance(optimizer, AGD):
+    if not isinstance(annealing, Annealing):
         raise TypeError(
-            "`optimizer` must be the keras_agd.AGD optimizer the model is compiled with. "
-            f"Received: optimizer={optimizer!r}"
+            "`annealing` must be the keras_agd.Annealing callback passed to `fit`. "
+            f"Received: annealing={annealing!r}"
         )
-    if optimizer.schedule is None:
-        raise ValueError(
-            "The AGD optimizer has no annealing schedule. Pass e.g. "
-            "`schedule=keras_agd.schedules.from_codebook(codebook, mosaic_epochs=10)`."
-        )
-    for name, value in (("batch_size", batch_size), ("mosaic_batch_size", mosaic_batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
-    if mode not in MODES:
-        raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
     if augment is not None and not callable(augment):
         raise TypeError(f"`augment` must be callable. Received: augment={augment!r}")
+    source = as_source(x, y, x_key=x_key, y_key=y_key)
+    if source.labels is None:
+        raise ValueError("keras_agd.mosaic_dataset needs class labels: pass `y` or `y_key`.")
+    codebook = annealing.codebook
+    # TODO(merge): codebook.verify(source) once the codebook reads sources.
+    codebook.verify(source.array, source.labels)
+    read_batch = _batch_reader(codebook, source)
+    x_shape = (None, *source.sample_shape)
+    regular = None if regular_dataset is None else _regular_batches(regular_dataset, x_shape)
+    annealing.attach(None if regular is None else int(regular.cardinality()))
+
+    def lookup(rows, weights, mosaic):
+        batch_x, batch_y = tf.numpy_function(
+            read_batch, [rows], [tf.float32, tf.int64], stateful=False, name="read_batch"
+        )
+        batch_x.set_shape(x_shape)
+        batch_y.set_shape([None])
+        if augment is not None:
+            batch_x, batch_y = tf.cond(
+                mosaic,
+                lambda: (batch_x, batch_y),
+                lambda: _augmented(augment, batch_x, batch_y),
+            )
+        return batch_x, batch_y, weights
+
+    def epoch(_):
+        # The plan arrives already without the batches a resume skips: a count fed
+        # straight from a numpy_function into `Dataset.skip` crashes TensorFlow 2.21.
+        rows, weights, batch_size, skip, mosaic, from_plan = tf.numpy_function(
+            annealing.feed,
+            [],
+            [tf.int64, tf.float32, tf.int64, tf.int64, tf.bool, tf.bool],
+            stateful=True,
+            name="annealing_plan",
+        )
+        rows.set_shape([None])
+        weights.set_shape([None])
+        for scalar in (batch_size, skip, mosaic, from_plan):
+            scalar.set_shape([])
+        batches = tf.data.Dataset.from_tensor_slices((rows, weights)).batch(batch_size)
+        batches = batches.map(
+            lambda r, w: lookup(r, w, mosaic),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
+        )
+        if regular is None:
+            return batches
+        # The regular phase comes from the user's own pipeline instead of the plan.
+        none, every = tf.constant(0, tf.int64), tf.constant(-1, tf.int64)
+        planned = batches.take(tf.where(from_plan, every, none))
+        own = regular.skip(tf.where(from_plan, none, skip))
+        return planned.concatenate(own.take(tf.where(from_plan, none, every)))
+
+    try:
+        dataset = tf.data.Dataset.range(1).flat_map(epoch)
+    except Exception as error:
+        # Autograph wraps errors raised while tracing; report the user's own one.
+        cause = error
+        while cause is not None and not isinstance(cause, _AugmentError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        raise TypeError(str(cause)) from cause.__cause__
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _batch_reader(codebook, source):
+    """A NumPy function: rows of an epoch plan -> (float32 inputs, int64 labels)."""
+    n_samples = source.n_samples
+    codewords = codebook.codewords_.reshape((-1, *source.sample_shape))
+    node_labels = codebook.node_label_.astype(np.int64)
+    labels = source.labels
+
+    def read_batch(rows):
+        if len(rows) and rows.min() < 0:
+            raise ValueError(NOT_FED)
+        is_codeword = rows >= n_samples
+        x = np.empty((len(rows), *source.sample_shape), np.float32)
+        y = np.empty(len(rows), np.int64)
+        nodes = rows[is_codeword] - n_samples
+        x[is_codeword] = codewords[nodes]
+        y[is_codeword] = node_labels[nodes]
+        samples = rows[~is_codeword]
+        if len(samples):
+            x[~is_codeword] = source.read(samples)
+            y[~is_codeword] = labels[samples]
+        return x, y
+
+    return read_batch
+
+
+def _regular_batches(dataset, x_shape):
+    if not isinstance(dataset, tf.data.Dataset):
+        raise TypeError(
+            f"`regular_dataset` must be a tf.data.Dataset. Received: {type(dataset).__name__}"
+        )
+    spec = dataset.element_spec
+    if not isinstance(spec, tuple) or len(spec) not in (2, 3):
+        raise ValueError(
+            "`regular_dataset` must yield `(x, y)` or `(x, y, sample_weight)` batches. "
+            f"Received element_spec={spec}"
+        )
+    if not spec[0].shape.is_compatible_with(x_shape):
+        raise ValueError(
+            f"`regular_dataset` yields inputs of shape {spec[0].shape}; the codewords have "
+            f"shape {x_shape} (batches of the samples the codebook was fit on)."
+        )
+    batches = int(dataset.cardinality())
+    if batches < 1:
+        raise ValueError(
+            "`regular_dataset` must have a known, finite number of batches (an epoch). "
+            f"Received cardinality {batches} (-1: infinite, -2: unknown); if you know "
+            "it, add `.apply(tf.data.experimental.assert_cardinality(n))`."
+        )
+
+    def standardize(x, y, weight=None):
+        x = tf.cast(x, tf.float32)
+        y = tf.cast(tf.reshape(y, [-1]), tf.int64)
+        weight = tf.ones_like(y, tf.float32) if weight is None else tf.cast(weight, tf.float32)
+        return x, y, weight
+
+    return dataset.map(standardize)
+
+
+class _AugmentError(TypeError):
+    pass
+
+
+def _augmented(augment, x, y):
+    try:
+        result = augment(x, y)
+    except Exception as error:
+        raise _AugmentError(
+            "`augment` must be a function (x_batch, y_batch) -> (x_batch, y_batch) in "
+            f"TensorFlow ops; calling it on a batch (x: {x.shape} {x.dtype.name}, "
+            f"y: {y.shape} {y.dtype.name}) failed: {error}"
+        ) from error
+    if not (isinstance(result, tuple | list) and len(result) == 2):
+        raise _AugmentError(
+            f"`augment` must return a pair (x_batch, y_batch). Received: {type(result).__name__}"
+        )
+    return tf.cast(result[0], tf.float32), tf.cast(result[1], tf.int64)

@@ -1,30 +1,42 @@
 import keras
 import numpy as np
 import pytest
+from sklearn.datasets import load_digits
 
-from keras_agd import AGD, schedules
+from keras_agd import AGD, Annealing, HierarchicalCodebook, mosaic_dataset, schedules
 
-SCHEDULE = schedules.ExponentialAnnealing(4.0, 0.5, final_epsilon=1.0)
+
+def annealed(optimizer):
+    """Marks `optimizer` as driven by an Annealing callback, as `fit` does."""
+    optimizer.annealing_state.writer = "test"
+    return optimizer
 
 
 def one_step(optimizer, variable=None, gradient=(0.5, -1.0)):
     if variable is None:
         variable = keras.Variable(np.array([1.0, 2.0], np.float32))
-    optimizer.apply([np.array(gradient, np.float32)], [variable])
+    annealed(optimizer).apply([np.array(gradient, np.float32)], [variable])
     return variable.numpy()
 
 
 def test_one_step_uses_the_mosaic_learning_rate_then_the_regular_one():
-    optimizer = AGD(learning_rate=0.1, mosaic_learning_rate=0.8, schedule=SCHEDULE)
+    optimizer = AGD(learning_rate=0.1, mosaic_learning_rate=0.8)
     variable = keras.Variable(np.array([1.0, 2.0], np.float32))
     np.testing.assert_allclose(one_step(optimizer, variable), [0.6, 2.8], rtol=1e-6)
-    optimizer.record_frontier(False, 10)
-    assert optimizer.phase == "regular" and optimizer.frontier_size == 10
+    optimizer.annealing_state.mosaic.assign(0)
+    assert optimizer.phase == "regular"
     np.testing.assert_allclose(one_step(optimizer, variable), [0.55, 2.9], rtol=1e-6)
 
 
+def test_a_step_outside_annealing_is_refused():
+    optimizer = AGD(learning_rate=0.1)
+    variable = keras.Variable(np.array([1.0, 2.0], np.float32))
+    with pytest.raises(ValueError, match="outside its annealing schedule"):
+        optimizer.apply([np.array([0.5, -1.0], np.float32)], [variable])
+
+
 def test_momentum_matches_a_hand_computation():
-    optimizer = AGD(learning_rate=0.1, momentum=0.9, nesterov=True, schedule=SCHEDULE)
+    optimizer = annealed(AGD(learning_rate=0.1, momentum=0.9, nesterov=True))
     variable = keras.Variable(np.array([1.0], np.float32))
     velocity, value = 0.0, 1.0
     for gradient in [0.5, -0.25, 1.0]:
@@ -35,36 +47,37 @@ def test_momentum_matches_a_hand_computation():
 
 
 def test_epoch_decay_rule():
-    optimizer = AGD(learning_rate=1.0, schedule=SCHEDULE, decay_start_epoch=2, epoch_decay_rate=0.8)
+    optimizer = AGD(learning_rate=1.0, decay_start_epoch=2, epoch_decay_rate=0.8)
     rates = []
     for step in range(5):
-        optimizer._annealing_step.assign(step)
+        optimizer.annealing_state.step.assign(step)
         rates.append(float(optimizer.learning_rate))
     np.testing.assert_allclose(rates, [1.0, 1.0, 1.0, 0.8, 0.64], rtol=1e-6)
 
 
 def test_loss_threshold_rule_starts_inverse_time_decay():
-    optimizer = AGD(learning_rate=1.0, schedule=SCHEDULE, loss_threshold=0.5, loss_decay_steps=10)
+    optimizer = AGD(learning_rate=1.0, loss_threshold=0.5, loss_decay_steps=10)
+    optimizer.loss_metric = keras.metrics.Mean(name="loss")
     variable = keras.Variable(np.array([1.0, 2.0], np.float32))
-    optimizer.scale_loss(2.0)
+    optimizer.loss_metric.update_state(2.0)
     one_step(optimizer, variable)
     assert float(optimizer.learning_rate) == 1.0  # Loss above the threshold: no decay yet.
-    optimizer._loss_average.assign(float("inf"))
-    optimizer.scale_loss(0.1)  # Crosses at iteration 1.
+    optimizer.loss_metric.reset_state()
+    optimizer.loss_metric.update_state(0.1)  # Crosses at iteration 1.
     for _ in range(5):
         one_step(optimizer, variable)
     assert float(optimizer.learning_rate) == pytest.approx(10 / (10 + 5))
 
 
 def test_wraps_any_keras_optimizer():
-    optimizer = AGD(learning_rate=0.01, optimizer=keras.optimizers.Adam(), schedule=SCHEDULE)
+    optimizer = AGD(learning_rate=0.01, optimizer=keras.optimizers.Adam())
     np.testing.assert_allclose(one_step(optimizer), [1.0 - 0.01, 2.0 + 0.01], rtol=1e-4)
 
 
 def test_layer_adaptive_flag_wraps_the_update_rule():
     from keras_agd import LayerAdaptive
 
-    optimizer = AGD(learning_rate=0.1, layer_adaptive=True, schedule=SCHEDULE)
+    optimizer = AGD(learning_rate=0.1, layer_adaptive=True)
     assert isinstance(optimizer.inner_optimizer, LayerAdaptive)
     # One variable, so one group: the step is t · (1 + log(1 + 1/‖g‖)) · g.
     gradient = np.array([0.5, -1.0], np.float32)
@@ -76,47 +89,62 @@ def test_layer_adaptive_flag_wraps_the_update_rule():
     assert not isinstance(restored.inner_optimizer.inner_optimizer, LayerAdaptive)
 
 
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype(np.float32)
+    return x, y, HierarchicalCodebook(branching=4, random_state=0).fit(x, y)
+
+
 def make_model():
     return keras.Sequential(
-        [keras.Input((4,)), keras.layers.Dense(8, "tanh"), keras.layers.Dense(1)]
+        [keras.Input((64,)), keras.layers.Dense(16, "tanh"), keras.layers.Dense(10)]
     )
 
 
 OPTIMIZERS = {
-    "sgd": lambda: AGD(learning_rate=0.05, momentum=0.9, schedule=SCHEDULE),
-    "adam": lambda: AGD(learning_rate=0.01, optimizer=keras.optimizers.Adam(), schedule=SCHEDULE),
-    "layer_adaptive": lambda: AGD(learning_rate=0.05, layer_adaptive=True, schedule=SCHEDULE),
-    "clipped": lambda: AGD(learning_rate=0.05, schedule=SCHEDULE, global_clipnorm=1.0),
+    "sgd": lambda: AGD(learning_rate=0.05, mosaic_learning_rate=0.1, momentum=0.9),
+    "adam": lambda: AGD(learning_rate=0.01, optimizer=keras.optimizers.Adam()),
+    "layer_adaptive": lambda: AGD(learning_rate=0.05, layer_adaptive=True),
+    "clipped": lambda: AGD(learning_rate=0.05, momentum=0.9, global_clipnorm=1.0),
     "scheduled": lambda: AGD(
         learning_rate=keras.optimizers.schedules.InverseTimeDecay(0.05, 100, 1.0),
-        schedule=schedules.LinearAnnealing(3.0, 1.0, 1.0),
+        mosaic_learning_rate=keras.optimizers.schedules.CosineDecay(0.1, 50),
+        momentum=0.5,
     ),
 }
 
 
+def fit(model, digits, epochs):
+    x, y, codebook = digits
+    annealing = Annealing(codebook, schedules.from_codebook(codebook, 2), batch_size=32, seed=0)
+    return model.fit(
+        mosaic_dataset(annealing, x, y), epochs=epochs, verbose=0, callbacks=[annealing]
+    )
+
+
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_contract(name, tmp_path):
+def test_contract(name, digits, tmp_path):
     optimizer = OPTIMIZERS[name]()
     # Config round trip, directly and through Keras serialization.
     restored = AGD.from_config(optimizer.get_config())
     assert restored.get_config() == optimizer.get_config()
     clone = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
     assert isinstance(clone, AGD) and clone.get_config() == optimizer.get_config()
-    # Loss decreases in fit (plain arrays: AGD outside the mosaic pipeline is its mosaic rate).
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(256, 4)).astype(np.float32)
-    y = x @ np.array([1.0, -2.0, 0.5, 0.0], np.float32)
+    # Loss decreases in fit, through both phases.
     model = make_model()
-    model.compile(optimizer=optimizer, loss="mse", jit_compile=True)
-    history = model.fit(x, y, epochs=5, batch_size=32, verbose=0).history["loss"]
-    assert history[-1] < 0.5 * history[0]
-    # Save and reload: weights and optimizer state survive, training continues.
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=optimizer, loss=loss, jit_compile=True)
+    history = fit(model, digits, epochs=4).history
+    assert history["mosaic_phase"] == [1.0, 1.0, 0.0, 0.0]
+    assert history["loss"][-1] < min(history["loss"][2], 0.6 * np.log(10))  # Below chance.
+    # Save and reload: weights, optimizer state and the annealing state survive.
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.models.load_model(path)
-    for a, b in zip(model.optimizer.variables, loaded.optimizer.variables):
+    for a, b in zip(model.optimizer.variables, loaded.optimizer.variables, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    loaded.fit(x, y, epochs=1, verbose=0)
+    assert fit(loaded, digits, epochs=1).history["annealing_step"] == [4]
 
 
 @pytest.mark.parametrize(
@@ -124,9 +152,12 @@ def test_contract(name, tmp_path):
     [
         ({"optimizer": "adam"}, TypeError, "must be a Keras optimizer"),
         ({"optimizer": keras.optimizers.Adam(), "clipnorm": 1.0}, ValueError, "to the wrapped"),
-        ({"schedule": 7.5}, TypeError, "AnnealingSchedule"),
-        ({"learning_rate": -0.1}, ValueError, "learning rate must be a float >= 0"),
-        ({"mosaic_learning_rate": "fast"}, ValueError, "mosaic learning rate"),
+        ({"learning_rate": -0.1}, ValueError, "`learning_rate` must be a finite float >= 0"),
+        ({"learning_rate": float("nan")}, ValueError, "`learning_rate`"),
+        ({"mosaic_learning_rate": float("inf")}, ValueError, "`mosaic_learning_rate`"),
+        ({"mosaic_learning_rate": "fast"}, ValueError, "`mosaic_learning_rate`"),
+        ({"momentum": float("nan")}, ValueError, "`momentum` must be in"),
+        ({"loss_threshold": "abc"}, ValueError, "`loss_threshold`"),
         ({"decay_start_epoch": -1}, ValueError, "`decay_start_epoch`"),
         ({"epoch_decay_rate": 1.5}, ValueError, "`epoch_decay_rate`"),
         ({"loss_decay_steps": 0}, ValueError, "`loss_decay_steps`"),

@@ -1,11 +1,14 @@
+"""The annealing data path: Annealing callback -> mosaic_dataset -> fit -> AGD."""
+
+import warnings
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from sklearn.datasets import load_digits
 
-import keras_agd
-from keras_agd import AGD, HierarchicalCodebook, mosaic_dataset, schedules
+from keras_agd import AGD, Annealing, HierarchicalCodebook, Source, mosaic_dataset, schedules
 
 
 @pytest.fixture(scope="module")
@@ -19,90 +22,16 @@ def codebook(data):
     return HierarchicalCodebook(branching=4, random_state=0).fit(*data)
 
 
-def agd(codebook, mosaic_epochs=3, **kwargs):
-    schedule = schedules.from_codebook(codebook, mosaic_epochs)
-    return AGD(
-        learning_rate=0.05, mosaic_learning_rate=0.2, momentum=0.9, schedule=schedule, **kwargs
-    )
+def annealing(codebook, mosaic_epochs=3, **kwargs):
+    kwargs = {"batch_size": 64, "mosaic_batch_size": 256, "seed": 1, **kwargs}
+    return Annealing(codebook, schedules.from_codebook(codebook, mosaic_epochs), **kwargs)
 
 
-def first_epoch(dataset):
-    xs, ys, ws = zip(*[(x.numpy(), y.numpy(), w.numpy()) for x, y, w in dataset])
-    return np.concatenate(xs), np.concatenate(ys), np.concatenate(ws), [len(x) for x in xs]
+def agd(**kwargs):
+    return AGD(learning_rate=0.05, mosaic_learning_rate=0.2, momentum=0.9, **kwargs)
 
 
-def test_weighted_epoch_is_the_frontier_with_omega_weights(codebook, data):
-    x, y = data
-    optimizer = agd(codebook)
-    xs, ys, ws, batches = first_epoch(
-        mosaic_dataset(codebook, x, y, optimizer, mosaic_batch_size=64, pad_batches=False)
-    )
-    frontier = codebook.frontier(optimizer.epsilon)
-    assert len(xs) == frontier.size == optimizer.frontier_size
-    assert optimizer.phase == "mosaic" and optimizer.annealing_step == 0
-    assert batches[0] == 64
-    # Mean weight 1; relative weights are the ω counts, and every item is a codeword.
-    np.testing.assert_allclose(ws.mean(), 1.0, rtol=1e-5)
-    codewords = codebook.codewords_[frontier.nodes].reshape(-1, 8, 8)
-    order = np.lexsort(xs.reshape(len(xs), -1).T)
-    expected_order = np.lexsort(codewords.reshape(len(codewords), -1).T)
-    np.testing.assert_allclose(xs[order], codewords[expected_order], atol=1e-6)
-    np.testing.assert_array_equal(ys[order], codebook.node_label_[frontier.nodes][expected_order])
-    omega = frontier.node_weights[expected_order] * frontier.size / len(x)
-    np.testing.assert_allclose(ws[order], omega, rtol=1e-5)
-
-
-def test_per_sample_epoch_replaces_every_sample_by_its_codeword(codebook, data):
-    x, y = data
-    optimizer = agd(codebook)
-    dataset = mosaic_dataset(
-        codebook, x, y, optimizer, mode="per_sample", mosaic_batch_size=500, pad_batches=False
-    )
-    xs, ys, ws, batches = first_epoch(dataset)
-    assert len(xs) == len(x) and batches == [500, 500, 500, 297]
-    np.testing.assert_array_equal(ws, 1.0)
-    chosen = codebook.quantize(np.arange(len(x)), optimizer.epsilon)
-    expected = np.where(chosen[:, None] >= 0, codebook.codewords_[chosen], x.reshape(len(x), -1))
-    got = xs.reshape(len(xs), -1)
-    np.testing.assert_allclose(got[np.lexsort(got.T)], expected[np.lexsort(expected.T)], atol=1e-6)
-    np.testing.assert_array_equal(np.sort(ys), np.sort(y))
-
-
-def test_random_subset_control_has_the_frontier_size_of_real_samples(codebook, data):
-    x, y = data
-    optimizer = agd(codebook)
-    dataset = mosaic_dataset(codebook, x, y, optimizer, mode="random_subset", pad_batches=False)
-    xs, ys, ws, _ = first_epoch(dataset)
-    assert len(xs) == codebook.frontier(optimizer.epsilon).size == optimizer.frontier_size
-    assert optimizer.phase == "mosaic"
-    flat = x.reshape(len(x), -1)
-    matches = (xs.reshape(len(xs), 1, -1) == flat[None]).all(axis=2)
-    assert matches.any(axis=1).all()  # Every item is a real sample...
-    assert len(np.unique(matches.argmax(axis=1))) == len(xs)  # ...drawn without replacement.
-    np.testing.assert_array_equal(ws, 1.0)
-
-
-def test_padding_gives_equal_batches_of_zero_weight_filler(codebook, data):
-    x, y = data
-    padded = first_epoch(
-        mosaic_dataset(codebook, x, y, agd(codebook), mosaic_batch_size=64, seed=3)
-    )
-    plain = first_epoch(
-        mosaic_dataset(
-            codebook, x, y, agd(codebook), mosaic_batch_size=64, pad_batches=False, seed=3
-        )
-    )
-    assert set(padded[3]) == {64} and len(padded[0]) == -(-len(plain[0]) // 64) * 64
-    np.testing.assert_array_equal(padded[2][: len(plain[2])], plain[2])
-    assert (padded[2][len(plain[2]) :] == 0).all()
-
-
-def test_reading_the_dataset_without_training_does_not_advance_annealing(codebook, data):
-    optimizer = agd(codebook)
-    dataset = mosaic_dataset(codebook, *data, optimizer)
-    first_epoch(dataset)
-    first_epoch(dataset)
-    assert optimizer.annealing_step == 0
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def mlp():
@@ -116,161 +45,273 @@ def mlp():
     )
 
 
-LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+def compiled(optimizer=None, jit_compile=False):
+    keras.utils.set_random_seed(0)
+    model = mlp()
+    model.compile(optimizer or agd(), LOSS, metrics=["accuracy"], jit_compile=jit_compile)
+    return model
 
 
-class BatchCounter(keras.callbacks.Callback):
+def read_epoch(writer, dataset, step):
+    """Drives the callback by hand (as `fit` would) and reads epoch `step` of `dataset`."""
+    model = compiled()
+    writer.set_model(model)
+    writer.on_train_begin()
+    state = model.optimizer.annealing_state
+    state.step.assign(step)
+    state.epoch_start_iteration.assign(-1)
+    writer.on_epoch_begin(step)
+    try:
+        batches = [tuple(t.numpy() for t in batch) for batch in dataset]
+    finally:
+        writer.on_train_end()
+    xs, ys, ws = (np.concatenate(parts) for parts in zip(*batches))
+    return xs, ys, ws, [len(b[0]) for b in batches]
+
+
+def test_weighted_epoch_is_the_frontier_with_omega_weights(codebook, data):
+    x, y = data
+    writer = annealing(codebook, mosaic_batch_size=64, pad_batches=False)
+    xs, ys, ws, batches = read_epoch(writer, mosaic_dataset(writer, x, y), step=0)
+    frontier = codebook.frontier(writer.plan.epsilon)
+    assert len(xs) == frontier.size == writer.plan.frontier_size and writer.plan.mosaic
+    assert batches[0] == 64
+    np.testing.assert_allclose(ws.mean(), 1.0, rtol=1e-5)
+    codewords = codebook.codewords_[frontier.nodes].reshape(-1, 8, 8)
+    order = np.lexsort(xs.reshape(len(xs), -1).T)
+    expected_order = np.lexsort(codewords.reshape(len(codewords), -1).T)
+    np.testing.assert_allclose(xs[order], codewords[expected_order], atol=1e-6)
+    np.testing.assert_array_equal(ys[order], codebook.node_label_[frontier.nodes][expected_order])
+    omega = frontier.node_weights[expected_order] * frontier.size / len(x)
+    np.testing.assert_allclose(ws[order], omega, rtol=1e-5)
+
+
+def test_per_sample_epoch_replaces_every_sample_by_its_codeword(codebook, data):
+    x, y = data
+    writer = annealing(codebook, mode="per_sample", mosaic_batch_size=500, pad_batches=False)
+    xs, ys, ws, batches = read_epoch(writer, mosaic_dataset(writer, x, y), step=0)
+    assert len(xs) == len(x) and batches == [500, 500, 500, 297]
+    np.testing.assert_array_equal(ws, 1.0)
+    chosen = codebook.quantize(np.arange(len(x)), writer.plan.epsilon)
+    expected = np.where(chosen[:, None] >= 0, codebook.codewords_[chosen], x.reshape(len(x), -1))
+    got = xs.reshape(len(xs), -1)
+    np.testing.assert_allclose(got[np.lexsort(got.T)], expected[np.lexsort(expected.T)], atol=1e-6)
+    np.testing.assert_array_equal(np.sort(ys), np.sort(y))
+
+
+def test_random_subset_control_has_the_frontier_size_of_real_samples(codebook, data):
+    x, y = data
+    writer = annealing(codebook, mode="random_subset", pad_batches=False)
+    xs, _, ws, _ = read_epoch(writer, mosaic_dataset(writer, x, y), step=0)
+    assert len(xs) == codebook.frontier(writer.plan.epsilon).size and writer.plan.mosaic
+    matches = (xs.reshape(len(xs), 1, -1) == x.reshape(1, len(x), -1)).all(axis=2)
+    assert matches.any(axis=1).all()  # Every item is a real sample...
+    assert len(np.unique(matches.argmax(axis=1))) == len(xs)  # ...drawn without replacement.
+    np.testing.assert_array_equal(ws, 1.0)
+
+
+def test_padding_gives_equal_batches_of_zero_weight_filler(codebook, data):
+    x, y = data
+    padded_writer = annealing(codebook, mosaic_batch_size=64)
+    padded = read_epoch(padded_writer, mosaic_dataset(padded_writer, x, y), step=0)
+    plain_writer = annealing(codebook, mosaic_batch_size=64, pad_batches=False)
+    plain = read_epoch(plain_writer, mosaic_dataset(plain_writer, x, y), step=0)
+    assert set(padded[3]) == {64} and len(padded[0]) == -(-len(plain[0]) // 64) * 64
+    np.testing.assert_array_equal(padded[2][: len(plain[2])], plain[2])
+    assert (padded[2][len(plain[2]) :] == 0).all()
+
+
+def test_samples_keep_their_dtype_and_are_cast_per_batch(codebook, data):
+    x, y = data
+    raw = np.round(x * 16).astype(np.uint8)
+    raw_codebook = HierarchicalCodebook(branching=4, random_state=0).fit(raw, y)
+    writer = Annealing(raw_codebook, schedules.LinearAnnealing(1.0, 1.0, 0.5), seed=0)
+    xs, ys, _, _ = read_epoch(writer, mosaic_dataset(writer, raw, y), step=1)
+    assert xs.dtype == np.float32 and not writer.plan.mosaic
+    order = np.argsort(writer.plan.rows[: len(x)])
+    np.testing.assert_array_equal(xs[: len(x)][order], raw.astype(np.float32))
+    np.testing.assert_array_equal(ys[: len(x)][order], y)
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Records the batches run and the progress bar's total of each epoch."""
+
     def on_epoch_begin(self, epoch, logs=None):
         self.batches = 0
+        self.total = self.params["steps"]
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_begin(self, batch, logs=None):
         self.batches += 1
 
     def on_epoch_end(self, epoch, logs=None):
-        logs["batches"] = self.batches
+        logs["batches"], logs["steps_shown"] = self.batches, self.total
 
 
-def fit_agd(codebook, data, epochs, jit_compile=False, seed=1, callbacks=(), **kwargs):
-    keras.utils.set_random_seed(0)
-    model = mlp()
-    optimizer = agd(codebook, **kwargs)
-    model.compile(optimizer=optimizer, loss=LOSS, metrics=["accuracy"], jit_compile=jit_compile)
-    dataset = mosaic_dataset(
-        codebook, *data, optimizer, batch_size=64, mosaic_batch_size=256, seed=seed
-    )
+def fit(codebook, data, epochs, *, jit_compile=False, callbacks=(), transform=None, **kwargs):
+    writer = annealing(codebook, **kwargs)
+    model = compiled(jit_compile=jit_compile)
+    dataset = mosaic_dataset(writer, *data)
+    if transform is not None:
+        dataset = transform(dataset)
     history = model.fit(
-        dataset,
-        epochs=epochs,
-        verbose=0,
-        callbacks=[keras_agd.AnnealingLogger(), BatchCounter(), *callbacks],
+        dataset, epochs=epochs, verbose=0, callbacks=[writer, EpochRecorder(), *callbacks]
     )
-    return model, optimizer, history.history
+    return model, history.history
 
 
-def test_epochs_shrink_and_grow_with_epsilon(codebook, data):
-    _, optimizer, history = fit_agd(codebook, data, epochs=5)
+def test_epochs_follow_the_plan_and_the_progress_bar_shows_each_length(codebook, data):
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Your input ran out of data")
+        model, history = fit(codebook, data, epochs=5)
     assert history["mosaic_phase"] == [1.0, 1.0, 1.0, 0.0, 0.0]
     assert history["annealing_step"] == [0, 1, 2, 3, 4]
     sizes = history["frontier_size"]
     assert sizes == sorted(sizes) and sizes[0] < sizes[2] < sizes[3] == len(data[0])
-    expected_batches = [-(-s // 256) for s in sizes[:3]] + [-(-len(data[0]) // 64)] * 2
-    assert history["batches"] == expected_batches
-    schedule = optimizer.schedule
-    np.testing.assert_allclose(history["epsilon"], [float(schedule(i)) for i in range(5)])
+    expected = [-(-s // 256) for s in sizes[:3]] + [-(-len(data[0]) // 64)] * 2
+    assert history["batches"] == history["steps_shown"] == expected
     assert history["learning_rate"] == pytest.approx([0.2, 0.2, 0.2, 0.05, 0.05])
 
 
-@pytest.mark.slow
-def test_agd_matches_sgd_accuracy_with_fewer_examples(codebook, data):
-    x, y = data
-    model, _, history = fit_agd(codebook, data, epochs=14, mosaic_epochs=6)
-    agd_examples = sum(history["frontier_size"])
-    agd_accuracy = model.evaluate(x, y, verbose=0)[1]
+def test_a_map_after_the_pipeline_keeps_every_epoch_whole(codebook, data):
+    # Keras reads an unknown-size dataset's epoch length once; the callback sets it.
+    _, plain = fit(codebook, data, epochs=5)
+    _, mapped = fit(codebook, data, epochs=5, transform=lambda d: d.map(lambda x, y, w: (x, y, w)))
+    assert mapped["batches"] == plain["batches"]
+    assert mapped["loss"] == pytest.approx(plain["loss"], rel=1e-6)
 
-    keras.utils.set_random_seed(0)
-    sgd_model = mlp()
-    sgd_model.compile(keras.optimizers.SGD(0.05, momentum=0.9), LOSS, metrics=["accuracy"])
-    sgd_model.fit(x, y, batch_size=64, epochs=10, verbose=0)
-    sgd_examples = 10 * len(x)
-    sgd_accuracy = sgd_model.evaluate(x, y, verbose=0)[1]
-    assert agd_examples <= sgd_examples
-    assert agd_accuracy >= sgd_accuracy - 0.02, (agd_accuracy, sgd_accuracy)
+
+@pytest.mark.parametrize(
+    "transform",
+    [lambda d: d.take(1), lambda d: d.filter(lambda x, y, w: tf.reduce_sum(w) > 100.0)],
+    ids=["take", "filter"],
+)
+def test_a_transformation_that_drops_batches_is_refused(codebook, data, transform):
+    with pytest.raises(ValueError, match="transformation after keras_agd.mosaic_dataset"):
+        fit(codebook, data, epochs=4, transform=transform)
 
 
 def test_jit_compile_gives_the_same_results(codebook, data):
-    # Five epochs cross the mosaic-to-regular switch, where the phase must be read
-    # after each batch arrives (see AGD.apply).
-    eager, _, eager_history = fit_agd(codebook, data, epochs=5, jit_compile=False)
-    compiled, _, compiled_history = fit_agd(codebook, data, epochs=5, jit_compile=True)
-    for a, b in zip(eager.get_weights(), compiled.get_weights()):
+    # Five epochs cross the mosaic-to-regular switch.
+    eager, eager_history = fit(codebook, data, epochs=5)
+    compiled_model, compiled_history = fit(codebook, data, epochs=5, jit_compile=True)
+    for a, b in zip(eager.get_weights(), compiled_model.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(eager_history["loss"], compiled_history["loss"], rtol=1e-5)
 
 
 class StopAt(keras.callbacks.Callback):
-    def __init__(self, epoch):
+    def __init__(self, epoch, batch=None):
         super().__init__()
-        self.epoch = epoch
+        self.epoch, self.batch = epoch, batch
 
     def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
+        self.current = epoch
+        if epoch == self.epoch and self.batch is None:
+            raise RuntimeError("Interrupting training")
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.current == self.epoch and batch == self.batch:
             raise RuntimeError("Interrupting training")
 
 
-def test_backup_and_restore_resumes_at_the_same_epsilon_and_weights(codebook, data, tmp_path):
-    full, full_optimizer, _ = fit_agd(codebook, data, epochs=5)
-    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+@pytest.mark.parametrize(
+    "save_freq, stop",
+    [("epoch", (2, None)), (1, (1, 1)), (2, (3, 5)), (3, (4, 10))],
+    ids=["epoch", "batch-mosaic", "batch-regular", "batch-regular-skip"],
+)
+def test_backup_and_restore_resumes_the_same_epsilons_and_batches(
+    codebook, data, tmp_path, save_freq, stop
+):
+    full, full_history = fit(codebook, data, epochs=5)
+    backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"), save_freq=save_freq)
     with pytest.raises(RuntimeError, match="Interrupting"):
-        fit_agd(codebook, data, epochs=5, callbacks=[backup, StopAt(2)])
-    resumed, resumed_optimizer, history = fit_agd(codebook, data, epochs=5, callbacks=[backup])
-    assert history["annealing_step"] == [2, 3, 4]
-    assert resumed_optimizer.epsilon == full_optimizer.epsilon
-    assert resumed_optimizer.annealing_step == full_optimizer.annealing_step == 4
-    for a, b in zip(full.get_weights(), resumed.get_weights()):
+        fit(codebook, data, epochs=5, callbacks=[backup, StopAt(*stop)])
+    resumed, history = fit(codebook, data, epochs=5, callbacks=[backup])
+    steps = history["annealing_step"]
+    assert steps == full_history["annealing_step"][-len(steps) :]
+    assert resumed.optimizer.annealing_state.read() == full.optimizer.annealing_state.read()
+    for a, b in zip(full.get_weights(), resumed.get_weights(), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_save_load_then_more_training(codebook, data, tmp_path):
-    model, optimizer, _ = fit_agd(codebook, data, epochs=2)
+    model, _ = fit(codebook, data, epochs=2)
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.models.load_model(path)
-    restored = loaded.optimizer
-    assert isinstance(restored, AGD)
-    assert restored.annealing_step == 1 and restored.epsilon == optimizer.epsilon
-    assert restored.schedule.get_config() == optimizer.schedule.get_config()
-    for a, b in zip(model.get_weights(), loaded.get_weights()):
+    assert isinstance(loaded.optimizer, AGD)
+    assert loaded.optimizer.annealing_state.read() == model.optimizer.annealing_state.read()
+    for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
-    dataset = mosaic_dataset(codebook, *data, restored, batch_size=64, mosaic_batch_size=256)
-    history = loaded.fit(dataset, epochs=2, verbose=0, callbacks=[keras_agd.AnnealingLogger()])
+    writer = annealing(codebook)
+    history = loaded.fit(mosaic_dataset(writer, *data), epochs=2, verbose=0, callbacks=[writer])
     assert history.history["annealing_step"] == [2, 3]
 
 
 def test_augment_runs_only_in_the_regular_phase(codebook, data):
-    calls = []
+    x, y = data
 
     def augment(x, y):
-        calls.append(1)  # Traced once per graph build, not per batch.
         return x + 100.0, y
 
-    x, y = data
-    optimizer = agd(codebook, mosaic_epochs=1)
-    dataset = mosaic_dataset(codebook, x, y, optimizer, augment=augment)
-    xs, *_ = first_epoch(dataset)
+    writer = annealing(codebook, mosaic_epochs=1)
+    dataset = mosaic_dataset(writer, x, y, augment=augment)
+    xs, *_ = read_epoch(writer, dataset, step=0)
     assert xs.max() <= 1.0  # Mosaic epoch: not augmented.
-    optimizer._epoch_start_iteration.assign(-1)
-    optimizer._annealing_step.assign(1)  # Regular phase from here.
-    xs, *_ = first_epoch(dataset)
-    assert xs.min() >= 100.0 and calls
+    xs, *_ = read_epoch(writer, dataset, step=1)
+    assert xs.min() >= 100.0
 
 
-@pytest.mark.parametrize(
-    "change, error, message",
-    [
-        (lambda d: {**d, "x": d["x"] * 2}, ValueError, "different training data"),
-        (lambda d: {**d, "y": d["y"][:-1]}, ValueError, "same length"),
-        (lambda d: {**d, "batch_size": 0}, ValueError, "`batch_size` must be an integer >= 1"),
-        (lambda d: {**d, "mosaic_batch_size": -1}, ValueError, "`mosaic_batch_size`"),
-        (lambda d: {**d, "mode": "random"}, ValueError, "`mode` must be one of"),
-        (lambda d: {**d, "criterion": "median"}, ValueError, "`criterion`"),
-        (lambda d: {**d, "augment": 3}, TypeError, "`augment` must be callable"),
-        (
-            lambda d: {**d, "optimizer": keras.optimizers.SGD()},
-            TypeError,
-            "must be the keras_agd.AGD optimizer",
-        ),
-        (lambda d: {**d, "optimizer": AGD()}, ValueError, "has no annealing schedule"),
-    ],
-)
-def test_bad_input_raises(codebook, data, change, error, message):
+def test_memmap_and_record_sources_train_like_the_array(codebook, data, tmp_path):
     x, y = data
-    arguments = {"codebook": codebook, "x": x, "y": y, "optimizer": agd(codebook)}
-    with pytest.raises(error, match=message):
-        mosaic_dataset(**change(arguments))
+    memmap = np.lib.format.open_memmap(tmp_path / "x.npy", "w+", x.dtype, x.shape)
+    memmap[:] = x
+    memmap.flush()
+    memmap = np.load(tmp_path / "x.npy", mmap_mode="r")
+    records = [{"image": image, "label": label} for image, label in zip(x, y, strict=True)]
+    array_model, _ = fit(codebook, data, epochs=5)
+    for source in (Source(memmap, y), Source(records, x_key="image", y_key="label")):
+        writer = annealing(codebook)
+        model = compiled()
+        model.fit(mosaic_dataset(writer, source), epochs=5, verbose=0, callbacks=[writer])
+        for a, b in zip(array_model.get_weights(), model.get_weights(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_dataset_feeds_model_fit_inside_a_tf_function(codebook, data):
-    # No py_function: the whole epoch is TensorFlow graph ops.
-    dataset = mosaic_dataset(codebook, *data, agd(codebook))
-    graph = tf.function(lambda: next(iter(dataset))).get_concrete_function().graph
-    assert not [op for op in graph.get_operations() if "PyFunc" in op.type]
+def test_regular_phase_can_come_from_the_users_own_dataset(codebook, data):
+    x, y = data
+    users = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=0).batch(100)
+    writer = annealing(codebook, mosaic_epochs=2)
+    model = compiled()
+    history = model.fit(
+        mosaic_dataset(writer, x, y, regular_dataset=users),
+        epochs=4,
+        verbose=0,
+        callbacks=[writer, EpochRecorder()],
+    ).history
+    assert history["mosaic_phase"] == [1.0, 1.0, 0.0, 0.0]
+    assert history["batches"][2:] == [-(-len(x) // 100)] * 2
+    assert history["batches"][:2] == [-(-s // 256) for s in history["frontier_size"][:2]]
+
+
+def test_mixed_precision_keeps_the_annealing_and_the_loss_rule():
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype(np.float32)
+    codebook = HierarchicalCodebook(branching=4, random_state=0).fit(x, y)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential(
+            [keras.Input((64,)), keras.layers.Dense(32, "relu"), keras.layers.Dense(10)]
+        )
+        optimizer = agd(loss_threshold=1.5, loss_decay_steps=10)
+        model.compile(optimizer, LOSS)
+        writer = annealing(codebook, mosaic_epochs=2)
+        history = model.fit(mosaic_dataset(writer, x, y), epochs=4, verbose=0, callbacks=[writer])
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert history.history["annealing_step"] == [0, 1, 2, 3]
+    assert optimizer.annealing_state.read()["decay_start_iteration"] >= 0
+    assert history.history["learning_rate"][-1] < 0.05

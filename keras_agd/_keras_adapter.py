@@ -1,0 +1,92 @@
+"""Every use of Keras private API in keras_agd, in one place.
+
+tests/test_keras_adapter.py fails loudly when a Keras release changes any of them.
+"""
+
+import sys
+
+from keras.callbacks import ProgbarLogger
+from keras.src.callbacks.callback_list import CallbackList
+from keras.src.trainers.epoch_iterator import EpochIterator
+
+# --- Optimizer internals (LayerAdaptive).
+
+UPDATE_STEP = "_distributed_tf_update_step"
+
+
+def hook_update_step(optimizer, update_step):
+    """Reroutes the TF optimizer's per-variable update after the cross-replica sum.
+
+    Keras' TF optimizer sums gradients across replicas inside `_backend_update_step`
+    and then calls `_distributed_tf_update_step(distribution, grads_and_vars,
+    learning_rate)`: the first point where the gradients are those the update uses.
+    """
+    if not hasattr(optimizer, UPDATE_STEP):
+        raise RuntimeError(
+            f"This Keras version has no `{UPDATE_STEP}` on {type(optimizer).__name__}; "
+            "keras_agd.LayerAdaptive needs it (TensorFlow backend)."
+        )
+    setattr(optimizer, UPDATE_STEP, update_step)
+
+
+def is_update_step_hooked(optimizer):
+    return UPDATE_STEP in vars(optimizer)
+
+
+def variable_key(optimizer, variable):
+    """The key by which a Keras optimizer identifies one of its variables."""
+    return optimizer._var_key(variable)
+
+
+# --- The running `fit` loop (Annealing).
+
+
+class FitLoop:
+    """The epoch iterator and callbacks of the `model.fit` call that is running now.
+
+    Keras 3 reads the number of batches per epoch once per `fit` (from the dataset's
+    cardinality, or from the first epoch) and the progress bar's total once. Epochs
+    of annealing change length, so the Annealing callback sets both every epoch.
+    """
+
+    def __init__(self, epoch_iterator, callbacks):
+        self._epoch_iterator = epoch_iterator
+        self._callbacks = callbacks
+
+    @classmethod
+    def find(cls):
+        """The loop of the `fit` that called the current callback, else `None`."""
+        frame = sys._getframe(1)
+        for _ in range(16):
+            if frame is None:
+                return None
+            if frame.f_code.co_name == "fit":
+                local = frame.f_locals
+                epoch_iterator, callbacks = local.get("epoch_iterator"), local.get("callbacks")
+                if isinstance(epoch_iterator, EpochIterator) and isinstance(
+                    callbacks, CallbackList
+                ):
+                    return cls(epoch_iterator, callbacks)
+            frame = frame.f_back
+        return None
+
+    @property
+    def steps_per_epoch(self):
+        """The `steps_per_epoch` passed to `fit`, or `None`."""
+        return self._epoch_iterator.steps_per_epoch
+
+    def set_epoch_length(self, batches):
+        """Makes the coming epoch run `batches` batches, and the progress bar say so."""
+        self._epoch_iterator._num_batches = batches
+        if self._callbacks.params is not None:
+            self._callbacks.params["steps"] = batches
+        for callback in self._callbacks.callbacks:
+            if isinstance(callback, ProgbarLogger):
+                callback.target = batches
+                if getattr(callback, "progbar", None) is not None:
+                    callback.progbar.target = batches
+
+
+def forget_train_function(model):
+    """Makes the next `fit` trace its train step again (as `compile` does)."""
+    model.train_function = None
