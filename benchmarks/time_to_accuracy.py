@@ -108,15 +108,21 @@ def mlp(args, input_shape):
 
 
 class Recorder(keras.callbacks.Callback):
-    """Per epoch: training seconds (evaluation excluded), examples, loss, test accuracy."""
+    """Per epoch: training seconds (evaluation excluded), examples, loss, test accuracy.
+
+    List `recorder.clock` first and the recorder last among the callbacks: the clock
+    then includes the epoch planning of `keras_agd.Annealing`, and the recorder sees
+    the logs it adds.
+    """
 
     def __init__(self, examples_per_epoch=None):
         super().__init__()
         self.examples_per_epoch = examples_per_epoch
         self.curve = []
         self.seconds = self.examples = 0
+        self.clock = keras.callbacks.LambdaCallback(on_epoch_begin=self._start)
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def _start(self, epoch, logs=None):
         self.start = self.last_batch = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
@@ -138,7 +144,7 @@ class Recorder(keras.callbacks.Callback):
         )
 
 
-def make_optimizer(method, args, schedule):
+def make_optimizer(method, args):
     if method.startswith("adam"):
         optimizer = keras.optimizers.Adam(args.adam_learning_rate)
     elif method.startswith("sgd"):
@@ -151,7 +157,6 @@ def make_optimizer(method, args, schedule):
             learning_rate=args.learning_rate,
             mosaic_learning_rate=args.mosaic_learning_rate,
             optimizer=inner,
-            schedule=schedule,
         )
     if method.endswith("layer_adaptive"):
         optimizer = keras_agd.LayerAdaptive(optimizer)
@@ -161,8 +166,7 @@ def make_optimizer(method, args, schedule):
 def train(method, seed, args, data, codebook, augment):
     x, y, x_test, y_test = data
     keras.utils.set_random_seed(seed)
-    schedule = keras_agd.schedules.from_codebook(codebook, args.mosaic_epochs)
-    optimizer = make_optimizer(method, args, schedule)
+    optimizer = make_optimizer(method, args)
     model = mlp(args, x.shape[1:])
     model.compile(
         optimizer=optimizer,
@@ -174,18 +178,16 @@ def train(method, seed, args, data, codebook, augment):
         mode = {"agd_per_sample": "per_sample", "random_subset": "random_subset"}.get(
             method, "weighted"
         )
-        data_in = keras_agd.mosaic_dataset(
+        annealing = keras_agd.Annealing(
             codebook,
-            x,
-            y,
-            optimizer,
+            keras_agd.schedules.from_codebook(codebook, args.mosaic_epochs),
             batch_size=args.batch_size,
             mosaic_batch_size=args.mosaic_batch_size,
             mode=mode,
-            augment=augment,
             seed=seed,
         )
-        epochs, callbacks = args.mosaic_epochs + args.regular_epochs, [keras_agd.AnnealingLogger()]
+        data_in = keras_agd.mosaic_dataset(annealing, x, y, augment=augment)
+        epochs, callbacks = args.mosaic_epochs + args.regular_epochs, [annealing]
     else:
         data_in = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed)
         data_in = data_in.batch(args.batch_size)
@@ -198,7 +200,7 @@ def train(method, seed, args, data, codebook, augment):
         epochs=epochs,
         validation_data=(x_test, y_test),
         validation_batch_size=2048,
-        callbacks=[*callbacks, recorder],
+        callbacks=[recorder.clock, *callbacks, recorder],
         verbose=0,
     )
     return recorder.curve
@@ -336,18 +338,19 @@ def run_synthetic_workload(args):
             ]
         )
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        callbacks = []
         if kind == "mosaic":
-            optimizer = keras_agd.AGD(learning_rate=0.05, momentum=0.9, schedule=coarsest)
-            data = keras_agd.mosaic_dataset(
-                codebook, x, y, optimizer, mosaic_batch_size=args.mosaic_batch_size
+            optimizer = keras_agd.AGD(learning_rate=0.05, momentum=0.9)
+            annealing = keras_agd.Annealing(
+                codebook, coarsest, mosaic_batch_size=args.mosaic_batch_size
             )
+            data, callbacks = keras_agd.mosaic_dataset(annealing, x, y), [annealing]
         else:
             optimizer = keras.optimizers.SGD(0.05, momentum=0.9)
             data = tf.data.Dataset.from_tensor_slices((x, y)).batch(args.batch_size).prefetch(2)
         model.compile(optimizer=optimizer, loss=loss, jit_compile=True)
         recorder = Recorder(examples_per_epoch=n)
-        callbacks = [keras_agd.AnnealingLogger()] if kind == "mosaic" else []
-        model.fit(data, epochs=3, verbose=0, callbacks=[*callbacks, recorder])
+        model.fit(data, epochs=3, verbose=0, callbacks=[recorder.clock, *callbacks, recorder])
         # The first epoch includes tracing and XLA compilation.
         return [b["seconds"] - a["seconds"] for a, b in zip(recorder.curve, recorder.curve[1:])]
 

@@ -81,28 +81,25 @@ def main():
     rows = []
 
     keras.utils.set_random_seed(args.seed)
-    schedule = keras_agd.schedules.from_codebook(codebook, args.mosaic_epochs)
+    annealing = keras_agd.Annealing(
+        codebook,
+        keras_agd.schedules.from_codebook(codebook, args.mosaic_epochs),
+        batch_size=args.batch_size,
+        mosaic_batch_size=args.mosaic_batch_size,
+    )
     optimizer = keras_agd.AGD(
         learning_rate=args.learning_rate,
         mosaic_learning_rate=args.mosaic_learning_rate,
         momentum=0.9,
-        schedule=schedule,
     )
     model = mlp(args.hidden)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=True)
-    train = keras_agd.mosaic_dataset(
-        codebook,
-        x_train,
-        y_train,
-        optimizer,
-        batch_size=args.batch_size,
-        mosaic_batch_size=args.mosaic_batch_size,
-    )
+    train = keras_agd.mosaic_dataset(annealing, x_train, y_train)
     clock = TrainingClock()
     history = model.fit(
         train,
         epochs=args.mosaic_epochs + args.regular_epochs,
-        callbacks=[keras_agd.AnnealingLogger(), clock],
+        callbacks=[clock, annealing],  # The clock first: it counts the epoch planning.
         verbose=2,
     )
     examples = int(sum(history.history["frontier_size"]))

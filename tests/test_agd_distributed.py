@@ -29,11 +29,7 @@ SCRIPT = textwrap.dedent(
     def run(strategy):
         keras.utils.set_random_seed(0)
         with strategy.scope():
-            optimizer = keras_agd.AGD(
-                learning_rate=0.05,
-                momentum=0.9,
-                schedule=keras_agd.schedules.from_codebook(codebook, 2),
-            )
+            optimizer = keras_agd.AGD(learning_rate=0.05, momentum=0.9)
             model = keras.Sequential(
                 [keras.Input((64,)), keras.layers.Dense(32, "relu"), keras.layers.Dense(10)]
             )
@@ -41,10 +37,15 @@ SCRIPT = textwrap.dedent(
                 optimizer=optimizer,
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             )
-        data = keras_agd.mosaic_dataset(
-            codebook, x, y, optimizer, batch_size=64, mosaic_batch_size=256, seed=0
+        annealing = keras_agd.Annealing(
+            codebook,
+            keras_agd.schedules.from_codebook(codebook, 2),
+            batch_size=64,
+            mosaic_batch_size=256,
+            seed=0,
         )
-        logs = model.fit(data, epochs=4, verbose=0, callbacks=[keras_agd.AnnealingLogger()])
+        data = keras_agd.mosaic_dataset(annealing, x, y)
+        logs = model.fit(data, epochs=4, verbose=0, callbacks=[annealing])
         return {key: logs.history[key] for key in ("loss", "frontier_size", "annealing_step")}
 
     print(json.dumps({

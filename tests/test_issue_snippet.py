@@ -19,20 +19,20 @@ def test_design_card_snippet_runs_as_written(mnist_path):
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     codebook = keras_agd.HierarchicalCodebook(branching=5).fit(x_train, y_train)
-    optimizer = keras_agd.AGD(
-        learning_rate=0.1,
-        mosaic_learning_rate=0.8,
-        momentum=0.9,
-        schedule=keras_agd.schedules.ExponentialAnnealing(7.5, 0.999),
+    annealing = keras_agd.Annealing(
+        codebook,
+        keras_agd.schedules.ExponentialAnnealing(7.5, 0.999),
+        batch_size=128,
+        mosaic_batch_size=4096,
     )
+    optimizer = keras_agd.AGD(learning_rate=0.1, mosaic_learning_rate=0.8, momentum=0.9)
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=True)
-    train = keras_agd.mosaic_dataset(
-        codebook, x_train, y_train, optimizer, batch_size=128, mosaic_batch_size=4096
+    train = keras_agd.mosaic_dataset(annealing, x_train, y_train)
+    history = model.fit(
+        train, epochs=2, validation_data=(x_test, y_test), verbose=0, callbacks=[annealing]
     )
-    history = model.fit(train, epochs=2, validation_data=(x_test, y_test), verbose=0)
 
-    assert len(history.history["loss"]) == 2
-    assert optimizer.annealing_step == 1 and optimizer.phase == "mosaic"
+    assert history.history["annealing_step"] == [0, 1] and optimizer.phase == "mosaic"
     assert optimizer.epsilon == pytest.approx(7.5 * 0.999)
     # ε = 7.5 is above every class's mean error in [0, 1] pixels: the class means.
-    assert optimizer.frontier_size == 10
+    assert history.history["frontier_size"] == [10, 10]

@@ -315,3 +315,41 @@ def test_mixed_precision_keeps_the_annealing_and_the_loss_rule():
     assert history.history["annealing_step"] == [0, 1, 2, 3]
     assert optimizer.annealing_state.read()["decay_start_iteration"] >= 0
     assert history.history["learning_rate"][-1] < 0.05
+
+
+class CustomStep(keras.Model):
+    """A model with its own `train_step`, as in the Keras guide."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = mlp()
+
+    def call(self, x):
+        return self.net(x)
+
+    def train_step(self, data):
+        x, y, weight = data
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(x=x, y=y, y_pred=self(x, training=True), sample_weight=weight)
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        return self.compute_metrics(x, y, self(x), sample_weight=weight)
+
+
+def test_custom_train_step_and_stock_callbacks(codebook, data, tmp_path):
+    keras.utils.set_random_seed(0)
+    model = CustomStep()
+    model.compile(agd(), LOSS, metrics=["accuracy"])
+    writer = annealing(codebook)
+    callbacks = [
+        writer,
+        keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
+        keras.callbacks.ModelCheckpoint(str(tmp_path / "best.weights.h5"), save_weights_only=True),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.EarlyStopping("loss", patience=10),
+    ]
+    history = model.fit(mosaic_dataset(writer, *data), epochs=5, verbose=0, callbacks=callbacks)
+    assert history.history["annealing_step"] == [0, 1, 2, 3, 4]
+    header = (tmp_path / "log.csv").read_text().splitlines()[0]
+    assert "epsilon" in header and "frontier_size" in header
+    assert history.history["accuracy"][-1] > 0.5
