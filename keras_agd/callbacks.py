@@ -6,11 +6,11 @@ the `LossScaleOptimizer` that `compile` adds under a `mixed_float16` policy.
 
 import dataclasses
 import math
-import numbers
 
 import keras
 import numpy as np
 
+from keras_agd import _validation
 from keras_agd._keras_adapter import FitLoop, forget_train_function
 from keras_agd._wrapper import find_in_chain
 from keras_agd.agd import AGD
@@ -108,25 +108,26 @@ class Annealing(keras.callbacks.Callback):
                 "`schedule` must be a keras_agd.schedules.AnnealingSchedule. "
                 f"Received: schedule={schedule!r}"
             )
-        for name, value in (("batch_size", batch_size), ("mosaic_batch_size", mosaic_batch_size)):
-            if not (_is_integer(value) and value >= 1):
-                raise ValueError(f"`{name}` must be an integer >= 1. Received: {name}={value!r}")
+        batch_size = _validation.check_integer("batch_size", batch_size, 1)
+        mosaic_batch_size = _validation.check_integer("mosaic_batch_size", mosaic_batch_size, 1)
+        pad_batches = _validation.check_bool("pad_batches", pad_batches)
         if mode not in MODES:
             raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
         codebook._node_errors(criterion)  # Validates `criterion` now, not mid-training.
         if seed is None:
             # The legacy global RNG is the one `keras.utils.set_random_seed` seeds.
             seed = int(np.random.randint(2**31 - 1))  # noqa: NPY002
-        elif not (_is_integer(seed) and seed >= 0):
+        elif not (_validation.is_integer(seed) and seed >= 0):
             raise ValueError(f"`seed` must be an integer >= 0 or None. Received: seed={seed!r}")
         self.codebook = codebook
         self.schedule = schedule
-        self.batch_size = int(batch_size)
-        self.mosaic_batch_size = int(mosaic_batch_size)
+        self.batch_size = batch_size
+        self.mosaic_batch_size = mosaic_batch_size
         self.mode = mode
         self.criterion = criterion
-        self.pad_batches = bool(pad_batches)
+        self.pad_batches = pad_batches
         self.seed = int(seed)
+        self._epsilon(0)  # A schedule that fails at its first step fails here, not in `fit`.
         self._has_pipeline = False
         self._regular_batches = None
         self._optimizer = None
@@ -285,12 +286,34 @@ class Annealing(keras.callbacks.Callback):
 
     # --- Helpers.
 
-    def _plan_for(self, step, skip):
-        epsilon = float(keras.ops.convert_to_numpy(self.schedule(step)))
+    def _epsilon(self, step):
+        """ε of annealing step `step`, refused unless a number >= 0 not above the last one."""
+        name = getattr(self.schedule, "name", None) or type(self.schedule).__name__
+        try:
+            epsilon = float(np.asarray(keras.ops.convert_to_numpy(self.schedule(step))))
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"The annealing schedule {name} must return one number per step. At step "
+                f"{step} it failed: {error}"
+            ) from error
         if math.isnan(epsilon) or epsilon < 0:
             raise ValueError(
-                f"The annealing schedule gave ε={epsilon} at step {step}; ε must be >= 0."
+                f"The annealing schedule {name} gave ε={epsilon} at step {step}; ε must be >= 0."
             )
+        if step > 0:
+            # Annealing only goes fine-ward: a larger ε would train coarse-ward, and a
+            # positive ε after 0 would leave the regular phase.
+            previous = float(np.asarray(keras.ops.convert_to_numpy(self.schedule(step - 1))))
+            if epsilon > previous:
+                raise ValueError(
+                    f"The annealing schedule {name} gave ε={epsilon} at step {step}, above "
+                    f"ε={previous} at step {step - 1}: ε must never increase from one "
+                    "annealing step to the next."
+                )
+        return epsilon
+
+    def _plan_for(self, step, skip):
+        epsilon = self._epsilon(step)
         plan = plan_epoch(
             self.codebook,
             epsilon,
@@ -373,7 +396,3 @@ class LayerFactorLogger(keras.callbacks.Callback):
             return
         for group, factor in self._optimizer.layer_factors.items():
             logs[f"{self.prefix}{group}"] = factor
-
-
-def _is_integer(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -1,9 +1,10 @@
 """Annealing schedules: the quantization error ε of each AGD epoch (Pan & Jiang, section 5)."""
 
-import math
-
 import keras
 from keras import ops
+
+from keras_agd import _validation
+from keras_agd.codebook import HierarchicalCodebook
 
 _register = keras.saving.register_keras_serializable(package="keras_agd")
 
@@ -73,16 +74,11 @@ class ExponentialAnnealing(AnnealingSchedule):
     """
 
     def __init__(self, initial_epsilon, decay_rate, final_epsilon=0.0, name="ExponentialAnnealing"):
-        _check_epsilons(initial_epsilon, final_epsilon)
-        if not 0 < decay_rate <= 1:
-            raise ValueError(
-                "`decay_rate` must be in (0, 1]: an annealing schedule must not increase. "
-                f"Received: decay_rate={decay_rate}"
-            )
-        self.initial_epsilon = float(initial_epsilon)
-        self.decay_rate = float(decay_rate)
-        self.final_epsilon = float(final_epsilon)
-        self.name = name
+        self.initial_epsilon, self.final_epsilon = _check_epsilons(initial_epsilon, final_epsilon)
+        # An annealing schedule must not increase; float32 must not round the rate to 0.
+        self.decay_rate = _validation.check_number("decay_rate", decay_rate, 0, 1, low_open=True)
+        _validation.check_float32_positive("decay_rate", decay_rate)
+        self.name = _validation.check_string("name", name)
 
     def __call__(self, step):
         step = ops.cast(step, "float32")
@@ -121,16 +117,10 @@ class LinearAnnealing(AnnealingSchedule):
     """
 
     def __init__(self, initial_epsilon, delta, final_epsilon, name="LinearAnnealing"):
-        _check_epsilons(initial_epsilon, final_epsilon)
-        if not delta > 0:
-            raise ValueError(
-                "`delta` must be > 0: an annealing schedule must not increase. "
-                f"Received: delta={delta}"
-            )
-        self.initial_epsilon = float(initial_epsilon)
-        self.delta = float(delta)
-        self.final_epsilon = float(final_epsilon)
-        self.name = name
+        self.initial_epsilon, self.final_epsilon = _check_epsilons(initial_epsilon, final_epsilon)
+        # An annealing schedule must not increase, nor stand still in float32.
+        self.delta = _validation.check_float32_positive("delta", delta)
+        self.name = _validation.check_string("name", name)
 
     def __call__(self, step):
         epsilon = self.initial_epsilon - self.delta * ops.cast(step, "float32")
@@ -165,17 +155,27 @@ def from_codebook(codebook, mosaic_epochs, kind="exponential"):
 
     >>> schedule = keras_agd.schedules.from_codebook(codebook, mosaic_epochs=10)
     """
-    if isinstance(mosaic_epochs, bool) or not isinstance(mosaic_epochs, int) or mosaic_epochs < 1:
-        raise ValueError(
-            f"`mosaic_epochs` must be an integer >= 1. Received: mosaic_epochs={mosaic_epochs!r}"
+    if not (isinstance(codebook, HierarchicalCodebook) and hasattr(codebook, "sample_node_")):
+        raise TypeError(
+            "`codebook` must be a fitted keras_agd.HierarchicalCodebook. "
+            f"Received: codebook={codebook!r}"
         )
+    mosaic_epochs = _validation.check_integer("mosaic_epochs", mosaic_epochs, 1)
+    if kind not in ("exponential", "linear"):
+        raise ValueError(f"`kind` must be 'exponential' or 'linear'. Received: kind={kind!r}")
     levels = codebook.level_summary()
     if len(levels) < 2:
         raise ValueError("The codebook has a single level; refit it with a larger `max_depth`.")
     half = len(codebook.sample_node_) / 2
     start = levels[1]["mean_error"]
+    if not start > 0:
+        raise ValueError(
+            "The codebook's level 1 has a mean error of 0 (its classes hold identical "
+            "samples), so there is nothing to anneal: `codebook` must have a level-1 error > 0."
+        )
+    # A level of error 0 is the samples themselves: annealing ends above it.
     end = min(
-        (row["mean_error"] for row in levels[1:] if row["samples"] >= half),
+        (row["mean_error"] for row in levels[1:] if row["samples"] >= half and row["mean_error"]),
         default=start,
     )
     end = min(end, start * (1 - 1e-6))  # A one-level codebook still gets a decreasing schedule.
@@ -183,22 +183,19 @@ def from_codebook(codebook, mosaic_epochs, kind="exponential"):
     if kind == "exponential":
         rate = (end / start) ** (1.0 / (mosaic_epochs - 0.5))
         return ExponentialAnnealing(start, rate, final_epsilon=end)
-    if kind == "linear":
-        return LinearAnnealing(start, (start - end) / (mosaic_epochs - 0.5), final_epsilon=end)
-    raise ValueError(f"`kind` must be 'exponential' or 'linear'. Received: kind={kind!r}")
+    return LinearAnnealing(start, (start - end) / (mosaic_epochs - 0.5), final_epsilon=end)
 
 
 def _check_epsilons(initial_epsilon, final_epsilon):
-    if not (math.isfinite(initial_epsilon) and initial_epsilon > 0):
-        raise ValueError(
-            f"`initial_epsilon` must be a finite number > 0. Received: "
-            f"initial_epsilon={initial_epsilon}"
-        )
-    if not (math.isfinite(final_epsilon) and 0 <= final_epsilon <= initial_epsilon):
+    """Both as floats; ε is computed in float32, which must hold them (1e39 would be inf)."""
+    initial_epsilon = _validation.check_float32_positive("initial_epsilon", initial_epsilon)
+    final_epsilon = _validation.check_number("final_epsilon", final_epsilon, 0)
+    if final_epsilon > initial_epsilon:
         raise ValueError(
             "`final_epsilon` must be in [0, initial_epsilon]. Received: "
             f"final_epsilon={final_epsilon}, initial_epsilon={initial_epsilon}"
         )
+    return initial_epsilon, final_epsilon
 
 
 def _floor(epsilon, final_epsilon):

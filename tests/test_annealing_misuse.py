@@ -133,6 +133,8 @@ def test_bad_pipeline_arguments(codebook, data, change, error, message):
         ({"mode": "random"}, ValueError, "`mode` must be one of"),
         ({"criterion": "median"}, ValueError, "`criterion`"),
         ({"seed": 1.5}, ValueError, "`seed` must be an integer"),
+        ({"pad_batches": "no"}, ValueError, "`pad_batches` must be True or False"),
+        ({"batch_size": np.float32(64)}, ValueError, "`batch_size` must be an integer"),
         ({"codebook": HierarchicalCodebook()}, ValueError, "must be a fitted"),
     ],
 )
@@ -140,3 +142,42 @@ def test_bad_callback_arguments(codebook, kwargs, error, message):
     arguments = {"codebook": codebook, "schedule": schedules.from_codebook(codebook, 2), **kwargs}
     with pytest.raises(error, match=message):
         Annealing(**arguments)
+
+
+class _Steps(schedules.AnnealingSchedule):
+    """A custom schedule giving the listed ε, then the last one."""
+
+    def __init__(self, epsilons):
+        self.epsilons = epsilons
+
+    def __call__(self, step):
+        return self.epsilons[min(int(step), len(self.epsilons) - 1)]
+
+    def get_config(self):
+        return {"epsilons": self.epsilons}
+
+
+@pytest.mark.parametrize(
+    "epsilons, step",
+    [
+        ([1.0, 2.0], 1),  # Coarse-ward.
+        ([1.0, 0.5, 0.0, 0.5], 3),  # Back to codewords after the mosaic phase ended.
+    ],
+)
+def test_a_schedule_whose_epsilon_increases(codebook, data, epsilons, step):
+    annealing = Annealing(codebook, _Steps(epsilons), batch_size=64, mosaic_batch_size=128)
+    message = f"_Steps gave ε=.* at step {step}, above ε=.* at step {step - 1}: ε must never"
+    with pytest.raises(ValueError, match=message):
+        model().fit(mosaic_dataset(annealing, *data), epochs=5, verbose=0, callbacks=[annealing])
+
+
+@pytest.mark.parametrize("epsilon", [float("nan"), -1.0, "abc"])
+def test_a_schedule_with_a_bad_first_epsilon_fails_at_construction(codebook, epsilon):
+    with pytest.raises(ValueError, match="The annealing schedule _Steps"):
+        Annealing(codebook, _Steps([epsilon]))
+
+
+def test_a_schedule_that_turns_nan_later(codebook, data):
+    annealing = Annealing(codebook, _Steps([1.0, float("nan")]), batch_size=64)
+    with pytest.raises(ValueError, match=r"_Steps gave ε=nan at step 1; ε must be >= 0"):
+        model().fit(mosaic_dataset(annealing, *data), epochs=3, verbose=0, callbacks=[annealing])

@@ -52,13 +52,27 @@ def test_config_round_trip(schedule):
         (lambda: schedules.ExponentialAnnealing(-1.0, 0.9), "`initial_epsilon` must be"),
         (lambda: schedules.ExponentialAnnealing(float("nan"), 0.9), "`initial_epsilon`"),
         (lambda: schedules.ExponentialAnnealing(1.0, 0.9, final_epsilon=2.0), "`final_epsilon`"),
-        (lambda: schedules.LinearAnnealing(7.5, -1.0, 1.0), "`delta` must be > 0"),
+        (lambda: schedules.LinearAnnealing(7.5, -1.0, 1.0), "`delta` must be a finite number > 0"),
         (lambda: schedules.LinearAnnealing(7.5, 1.0, -1.0), "`final_epsilon`"),
+        # Issue 10: wrong types and values that float32 turns into 0 or inf.
+        (lambda: schedules.ExponentialAnnealing(5.0, decay_rate="0.5"), "`decay_rate` must be"),
+        (lambda: schedules.ExponentialAnnealing("5", 0.5), "`initial_epsilon` must be"),
+        (lambda: schedules.LinearAnnealing(5, float("inf"), 1), "`delta` must be a finite"),
+        (lambda: schedules.LinearAnnealing(5, 1e-50, 1), "`delta` must be >= 1.18e-38"),
+        (lambda: schedules.ExponentialAnnealing(1e39, 0.9), "`initial_epsilon` must be at most"),
+        (lambda: schedules.ExponentialAnnealing(1e-45, 0.9), "`initial_epsilon` must be >="),
+        (lambda: schedules.ExponentialAnnealing(5.0, 0.9, name=3), "`name` must be a string"),
     ],
 )
 def test_invalid_schedules_raise(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_numpy_scalars_are_numbers():
+    schedule = schedules.ExponentialAnnealing(np.float32(8.0), np.float64(0.5), np.int64(1))
+    assert values(schedule, 4) == [8.0, 4.0, 2.0, 0.0]
+    assert type(schedule.get_config()["decay_rate"]) is float
 
 
 def test_base_class_requires_call():
@@ -88,3 +102,9 @@ def test_from_codebook_rejects_bad_arguments(codebook):
         schedules.from_codebook(codebook, 0)
     with pytest.raises(ValueError, match="`kind`"):
         schedules.from_codebook(codebook, 3, kind="cosine")
+    for not_a_codebook in (None, HierarchicalCodebook()):
+        with pytest.raises(TypeError, match="`codebook` must be a fitted"):
+            schedules.from_codebook(not_a_codebook, 3)
+    assert schedules.from_codebook(codebook, np.int64(3)).get_config() == (
+        schedules.from_codebook(codebook, 3).get_config()
+    )
