@@ -1,11 +1,11 @@
 """The annealed gradient descent optimizer (Pan & Jiang, UAI 2015)."""
 
 import math
-import numbers
 
 import keras
 from keras import ops
 
+from keras_agd import _validation
 from keras_agd._wrapper import WrapperOptimizer
 from keras_agd.annealing import AnnealingState
 from keras_agd.layer_adaptive import LayerAdaptive
@@ -129,10 +129,19 @@ class AGD(WrapperOptimizer):
         name="agd",
         **kwargs,
     ):
+        nesterov = _validation.check_bool("nesterov", nesterov)
+        layer_adaptive = _validation.check_bool("layer_adaptive", layer_adaptive)
         if optimizer is None:
-            if not (_is_number(momentum) and 0 <= momentum < 1):
-                raise ValueError(f"`momentum` must be in [0, 1). Received: momentum={momentum!r}")
+            # Keras' SGD takes only a Python float (not 0, not np.float32(0.9)).
+            momentum = _validation.check_number("momentum", momentum, 0, 1, high_open=True)
+            _check_base_arguments(kwargs)
             optimizer = keras.optimizers.SGD(momentum=momentum, nesterov=nesterov, **kwargs)
+        elif momentum != 0.0 or nesterov:
+            raise ValueError(
+                "`momentum` and `nesterov` are options of the default SGD update; set them on "
+                f"the wrapped `optimizer` instead. Received: momentum={momentum!r}, "
+                f"nesterov={nesterov!r}, optimizer={optimizer.__class__.__name__}"
+            )
         elif kwargs:
             raise ValueError(
                 f"Pass {sorted(kwargs)} to the wrapped `optimizer`, not to AGD. "
@@ -146,32 +155,26 @@ class AGD(WrapperOptimizer):
             raise ValueError("`optimizer` cannot be another AGD.")
         if layer_adaptive and not isinstance(optimizer, LayerAdaptive):
             optimizer = LayerAdaptive(optimizer)
-        if decay_start_epoch is not None and not (
-            _is_integer(decay_start_epoch) and decay_start_epoch >= 0
-        ):
-            raise ValueError(
-                "`decay_start_epoch` must be an integer >= 0. "
-                f"Received: decay_start_epoch={decay_start_epoch!r}"
-            )
-        if not (_is_number(epoch_decay_rate) and 0 < epoch_decay_rate <= 1):
-            raise ValueError(
-                "`epoch_decay_rate` must be in (0, 1]. "
-                f"Received: epoch_decay_rate={epoch_decay_rate!r}"
-            )
+        if decay_start_epoch is not None:
+            decay_start_epoch = _validation.check_integer("decay_start_epoch", decay_start_epoch, 0)
+        epoch_decay_rate = _validation.check_number(
+            "epoch_decay_rate", epoch_decay_rate, 0, 1, low_open=True
+        )
         if loss_threshold is not None and not (
-            _is_number(loss_threshold) and math.isfinite(loss_threshold)
+            _validation.is_number(loss_threshold) and math.isfinite(loss_threshold)
         ):
             raise ValueError(
                 "`loss_threshold` must be a finite number or None. "
                 f"Received: loss_threshold={loss_threshold!r}"
             )
-        if not (_is_number(loss_decay_steps) and 0 < loss_decay_steps < math.inf):
-            raise ValueError(
-                f"`loss_decay_steps` must be > 0. Received: loss_decay_steps={loss_decay_steps!r}"
-            )
+        _validation.check_number("loss_decay_steps", loss_decay_steps, 0, None, low_open=True)
+        if _validation.is_integer(loss_decay_steps):
+            loss_decay_steps = int(loss_decay_steps)
+        else:
+            loss_decay_steps = float(loss_decay_steps)
         super().__init__(optimizer, name=name)
         self.decay_start_epoch = decay_start_epoch
-        self.epoch_decay_rate = float(epoch_decay_rate)
+        self.epoch_decay_rate = epoch_decay_rate
         self.loss_threshold = None if loss_threshold is None else float(loss_threshold)
         self.loss_decay_steps = loss_decay_steps
         self.layer_adaptive = isinstance(optimizer, LayerAdaptive)
@@ -191,10 +194,10 @@ class AGD(WrapperOptimizer):
     def _rate_variable(self, value, name):
         if isinstance(value, _LearningRateSchedule):
             return value
-        if not (_is_number(value) and 0 <= value < math.inf):
+        if not (_validation.is_number(value) and 0 <= value <= _validation.FLOAT32_MAX):
             raise ValueError(
-                f"`{name}` must be a finite float >= 0 or a LearningRateSchedule. "
-                f"Received: {name}={value!r}"
+                f"`{name}` must be a finite float >= 0 (within float32) or a "
+                f"LearningRateSchedule. Received: {name}={value!r}"
             )
         return self.add_variable(
             (),
@@ -288,9 +291,12 @@ def _serialize(rate):
     return float(rate.numpy())
 
 
-def _is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+# Base optimizer arguments that scale or clip every step: NaN or inf in any makes
+# every weight NaN, which Keras does not check.
+_BASE_NUMBERS = ("clipnorm", "clipvalue", "global_clipnorm", "weight_decay", "ema_momentum")
 
 
-def _is_integer(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+def _check_base_arguments(kwargs):
+    for name in _BASE_NUMBERS:
+        if kwargs.get(name) is not None:
+            kwargs[name] = _validation.check_number(name, kwargs[name], 0)

@@ -10,13 +10,13 @@ optimizer of its own (such as `keras_agd.AGD(layer_adaptive=True)`) reuses:
 import copy
 import functools
 import math
-import numbers
 import re
 
 import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_agd import _validation
 from keras_agd._keras_adapter import hook_update_step, is_update_step_hooked, variable_key
 from keras_agd._wrapper import WrapperOptimizer
 
@@ -285,14 +285,10 @@ def _compile_exclude(exclude):
 
 
 def _check_guard(epsilon, max_factor):
-    if not _is_number(epsilon) or not (0 < epsilon < math.inf):
-        raise ValueError(f"`epsilon` must be > 0. Received: epsilon={epsilon!r}")
-    if max_factor is not None and (not _is_number(max_factor) or not max_factor >= 1):
+    # Norms are float32: below its smallest normal number, 1/epsilon overflows to inf.
+    _validation.check_float32_positive("epsilon", epsilon)
+    if max_factor is not None and not (_validation.is_number(max_factor) and max_factor >= 1):
         raise ValueError(f"`max_factor` must be >= 1 or None. Received: max_factor={max_factor!r}")
-
-
-def _is_number(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 @keras.saving.register_keras_serializable(package="keras_agd")

@@ -162,8 +162,37 @@ def test_contract(name, digits, tmp_path):
         ({"epoch_decay_rate": 1.5}, ValueError, "`epoch_decay_rate`"),
         ({"loss_decay_steps": 0}, ValueError, "`loss_decay_steps`"),
         ({"nesterov_momentum": 0.9}, ValueError, "nesterov_momentum"),
+        # Issue 10: non-finite and wrongly typed hyperparameters, options that would be lost.
+        ({"learning_rate": 1e39}, ValueError, "`learning_rate` must be a finite float >= 0"),
+        ({"momentum": 1.0}, ValueError, "`momentum` must be in"),
+        ({"nesterov": "yes"}, ValueError, "`nesterov` must be True or False"),
+        ({"layer_adaptive": 1}, ValueError, "`layer_adaptive` must be True or False"),
+        ({"decay_start_epoch": 1.5}, ValueError, "`decay_start_epoch` must be an integer"),
+        ({"loss_decay_steps": float("inf")}, ValueError, "`loss_decay_steps`"),
+        ({"clipnorm": float("nan")}, ValueError, "`clipnorm` must be a finite number"),
+        ({"weight_decay": float("inf")}, ValueError, "`weight_decay` must be a finite number"),
+        ({"optimizer": keras.optimizers.Adam(), "momentum": 0.9}, ValueError, "`momentum`"),
     ],
 )
 def test_bad_arguments_raise(kwargs, error, message):
     with pytest.raises(error, match=message):
         AGD(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"momentum": 0},  # Keras' SGD itself takes only a Python float.
+        {"momentum": np.float32(0.9), "learning_rate": np.float32(0.1)},
+        {"decay_start_epoch": np.int64(3), "loss_decay_steps": np.int64(100)},
+        {"loss_threshold": np.float64(0.17), "epoch_decay_rate": np.float32(0.5)},
+    ],
+)
+def test_numbers_as_keras_accepts_them(kwargs):
+    config = AGD(**kwargs).get_config()
+    restored = AGD.from_config(config).get_config()
+    assert (
+        restored.pop("optimizer")["config"]["momentum"]
+        == config.pop("optimizer")["config"]["momentum"]
+    )
+    assert restored == config

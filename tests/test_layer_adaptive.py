@@ -444,17 +444,27 @@ def test_callable_grouping_is_serialized(tmp_path):
         (
             lambda: LayerAdaptive(keras.optimizers.SGD(), epsilon=-1),
             ValueError,
-            r"`epsilon` must be > 0. Received: epsilon=-1",
+            r"`epsilon` must be a finite number > 0. Received: epsilon=-1",
         ),
         (
             lambda: LayerAdaptive(keras.optimizers.SGD(), epsilon=0.0),
             ValueError,
-            r"`epsilon` must be > 0. Received: epsilon=0.0",
+            r"`epsilon` must be a finite number > 0. Received: epsilon=0.0",
         ),
         (
             lambda: LayerAdaptive(keras.optimizers.SGD(), epsilon="tiny"),
             ValueError,
-            r"`epsilon` must be > 0. Received: epsilon='tiny'",
+            r"`epsilon` must be a finite number > 0. Received: epsilon='tiny'",
+        ),
+        (
+            lambda: LayerAdaptive(keras.optimizers.SGD(), epsilon=1e-45),
+            ValueError,
+            r"`epsilon` must be >= 1.18e-38 \(the smallest normal float32",
+        ),
+        (
+            lambda: LayerAdaptive(keras.optimizers.SGD(), max_factor=float("nan")),
+            ValueError,
+            r"`max_factor` must be >= 1 or None. Received: max_factor=nan",
         ),
         (
             lambda: LayerAdaptive(keras.optimizers.SGD(), max_factor=0.5),
@@ -479,7 +489,7 @@ def test_callable_grouping_is_serialized(tmp_path):
         (
             lambda: LayerRates(epsilon=-1),
             ValueError,
-            r"`epsilon` must be > 0. Received: epsilon=-1",
+            r"`epsilon` must be a finite number > 0. Received: epsilon=-1",
         ),
         (
             lambda: layer_factors([np.ones(2)], ["a", "b"]),
