@@ -12,6 +12,7 @@ import re
 import numpy as np
 import tensorflow_datasets as tfds
 
+from keras_agd import _validation
 from keras_agd._npz import read_npz
 
 MNIST_ENV_VAR = "KERAS_AGD_MNIST"
@@ -45,6 +46,8 @@ def load_mnist(path=None):
     >>> x_train.shape
     (60000, 28, 28)
     """
+    if path is not None:
+        path = _validation.check_path("path", path)
     path = path or os.environ.get(MNIST_ENV_VAR)
     if path is None:
         return _download_mnist()

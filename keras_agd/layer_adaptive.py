@@ -7,6 +7,7 @@ optimizer of its own (such as `keras_agd.AGD(layer_adaptive=True)`) reuses:
 `tf.distribute`-aware update that feeds each variable its layer's rate).
 """
 
+import collections.abc
 import copy
 import functools
 import math
@@ -43,9 +44,15 @@ def variable_groups(variables, grouping="layer", exclude=None):
     """
     grouping = _check_grouping(grouping)
     pattern = _compile_exclude(exclude)
+    variables = _check_list("variables", variables)
     groups = []
     for variable in variables:
-        path = getattr(variable, "path", None) or variable.name
+        path = getattr(variable, "path", None) or getattr(variable, "name", None)
+        if not isinstance(path, str):
+            raise TypeError(
+                "`variables` must be a list of keras.Variable (with a `path` or `name`). "
+                f"Received an item: {variable!r}"
+            )
         if pattern is not None and pattern.search(path):
             group = None
         elif grouping == "layer":
@@ -100,6 +107,8 @@ def layer_factors(gradients, groups, epsilon=DEFAULT_EPSILON, max_factor=None):
     1.4557...
     """
     _check_guard(epsilon, max_factor)
+    gradients = _check_list("gradients", gradients)
+    groups = _check_list("groups", groups)
     if len(gradients) != len(groups):
         raise ValueError(
             "`gradients` and `groups` must have the same length. "
@@ -282,6 +291,12 @@ def _compile_exclude(exclude):
         raise ValueError(
             f"`exclude` is not a valid regular expression ({error}). Received: exclude={exclude!r}"
         ) from error
+
+
+def _check_list(name, value):
+    if isinstance(value, str | bytes) or not isinstance(value, collections.abc.Sequence):
+        raise TypeError(f"`{name}` must be a list. Received: {name}={value!r}")
+    return list(value)
 
 
 def _check_guard(epsilon, max_factor):

@@ -3,6 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
+from keras_agd import _validation
+
 
 class Source:
     """Training samples that can be read by index, without holding them all in memory.
@@ -43,6 +45,12 @@ class Source:
         self._x = x
         self._x_key = x_key
         self._y_key = y_key
+        for name, key in (("x_key", x_key), ("y_key", y_key)):
+            if key is not None and isinstance(x, np.ndarray):
+                raise ValueError(
+                    f"`{name}` is for records that are dicts (tfds); `x` is an array. "
+                    f"Received: {name}={key!r}"
+                )
         if isinstance(x, np.ndarray):
             if x.ndim == 0 or len(x) == 0:
                 raise ValueError(
@@ -64,7 +72,15 @@ class Source:
         if not (np.issubdtype(first.dtype, np.integer) or np.issubdtype(first.dtype, np.floating)):
             raise ValueError(f"`x` must hold integers or floats. Received dtype: {first.dtype}")
         self.sample_shape = tuple(first.shape)
+        if 0 in self.sample_shape:
+            raise ValueError(
+                "`x` must hold samples with at least one feature. "
+                f"Received: samples of shape {self.sample_shape}"
+            )
         self.dtype = first.dtype
+        if self.in_memory:
+            # Memory maps and records are checked per batch as they are read.
+            _validation.check_finite_float32("x", x, where=" (samples are cast to float32)")
         self.labels = self._read_labels(y)
 
     @property
@@ -92,7 +108,7 @@ class Source:
         if isinstance(self._x, np.ndarray):
             # Sorted reads keep a memory map's disk access sequential.
             unique, inverse = np.unique(indices, return_inverse=True)
-            return np.asarray(self._x[unique])[inverse]
+            return self._checked(np.asarray(self._x[unique]))[inverse]
         if hasattr(self._x, "__getitems__"):
             records = self._x.__getitems__([int(i) for i in indices])
         else:
@@ -106,14 +122,19 @@ class Source:
                     f"has {self.sample_shape}. All samples must have one shape."
                 )
             out[row] = value
-        return out
+        return self._checked(out)
+
+    def _checked(self, batch):
+        if not self.in_memory:
+            _validation.check_finite_float32("x", batch, where=" (samples are cast to float32)")
+        return batch
 
     def batches(self, batch_size):
         """Yields `(start, x_batch)` over all samples in order, `batch_size` at a time."""
         for start in range(0, self.n_samples, batch_size):
             stop = min(start + batch_size, self.n_samples)
             if isinstance(self._x, np.ndarray):
-                yield start, np.asarray(self._x[start:stop])
+                yield start, self._checked(np.asarray(self._x[start:stop]))
             else:
                 yield start, self.read(np.arange(start, stop))
 

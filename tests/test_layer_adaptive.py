@@ -491,6 +491,10 @@ def test_callable_grouping_is_serialized(tmp_path):
             ValueError,
             r"`epsilon` must be a finite number > 0. Received: epsilon=-1",
         ),
+        (lambda: layer_factors(3, ["a"]), TypeError, "`gradients` must be a list"),
+        (lambda: layer_factors([np.ones(2)], "a"), TypeError, "`groups` must be a list"),
+        (lambda: variable_groups(None), TypeError, "`variables` must be a list"),
+        (lambda: variable_groups([1, 2]), TypeError, "`variables` must be a list of keras"),
         (
             lambda: layer_factors([np.ones(2)], ["a", "b"]),
             ValueError,
