@@ -15,9 +15,12 @@ def read_npz(path, what):
 
     Raises:
         FileNotFoundError: If there is no such file.
+        IsADirectoryError: If `path` is a folder.
         ValueError: If it is not a readable `.npz` file (truncated, not a zip, pickled).
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{what} file expected, found a folder: {path!r}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} file not found: {path!r}")
     try:

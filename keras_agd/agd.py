@@ -1,7 +1,5 @@
 """The annealed gradient descent optimizer (Pan & Jiang, UAI 2015)."""
 
-import math
-
 import keras
 from keras import ops
 
@@ -160,13 +158,8 @@ class AGD(WrapperOptimizer):
         epoch_decay_rate = _validation.check_number(
             "epoch_decay_rate", epoch_decay_rate, 0, 1, low_open=True
         )
-        if loss_threshold is not None and not (
-            _validation.is_number(loss_threshold) and math.isfinite(loss_threshold)
-        ):
-            raise ValueError(
-                "`loss_threshold` must be a finite number or None. "
-                f"Received: loss_threshold={loss_threshold!r}"
-            )
+        if loss_threshold is not None:
+            loss_threshold = _validation.check_number("loss_threshold", loss_threshold)
         _validation.check_number("loss_decay_steps", loss_decay_steps, 0, None, low_open=True)
         if _validation.is_integer(loss_decay_steps):
             loss_decay_steps = int(loss_decay_steps)
@@ -175,7 +168,7 @@ class AGD(WrapperOptimizer):
         super().__init__(optimizer, name=name)
         self.decay_start_epoch = decay_start_epoch
         self.epoch_decay_rate = epoch_decay_rate
-        self.loss_threshold = None if loss_threshold is None else float(loss_threshold)
+        self.loss_threshold = loss_threshold
         self.loss_decay_steps = loss_decay_steps
         self.layer_adaptive = isinstance(optimizer, LayerAdaptive)
         self._regular_learning_rate = self._rate_variable(learning_rate, "learning_rate")

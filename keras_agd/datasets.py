@@ -37,6 +37,7 @@ def load_mnist(path=None):
 
     Raises:
         FileNotFoundError: If the given file does not exist.
+        IsADirectoryError: If the given path is a folder.
         ValueError: If the file is not a valid MNIST `.npz` file.
         RuntimeError: If no file is given and the download fails.
 

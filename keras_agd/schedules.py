@@ -165,7 +165,11 @@ def from_codebook(codebook, mosaic_epochs, kind="exponential"):
         raise ValueError(f"`kind` must be 'exponential' or 'linear'. Received: kind={kind!r}")
     levels = codebook.level_summary()
     if len(levels) < 2:
-        raise ValueError("The codebook has a single level; refit it with a larger `max_depth`.")
+        raise ValueError(
+            "`codebook` has a single level (no node was split), so there is nothing to "
+            "anneal: refit it with a larger `max_depth` or on data with more than one "
+            "distinct sample per class."
+        )
     half = len(codebook.sample_node_) / 2
     start = levels[1]["mean_error"]
     if not start > 0:

@@ -67,7 +67,13 @@ class Source:
             self.n_samples = len(x)
             if self.n_samples == 0:
                 raise ValueError("`x` must hold at least one sample. Received: len(x)=0")
-            first = self._input(x[0])
+            try:
+                first = self._input(x[0])
+            except (KeyError, IndexError, TypeError) as error:
+                raise ValueError(
+                    f"`x_key` must name the input in each record of `x`. Received: "
+                    f"x_key={x_key!r}, a first record of type {type(x[0]).__name__} ({error!r})"
+                ) from error
         first = np.asarray(first)
         if not (np.issubdtype(first.dtype, np.integer) or np.issubdtype(first.dtype, np.floating)):
             raise ValueError(f"`x` must hold integers or floats. Received dtype: {first.dtype}")
