@@ -71,6 +71,11 @@ class FitLoop:
         return None
 
     @property
+    def data_iterator(self):
+        """The iterator that `fit` hands to the train function this epoch."""
+        return self._epoch_iterator._current_iterator
+
+    @property
     def steps_per_epoch(self):
         """The `steps_per_epoch` passed to `fit`, or `None`."""
         return self._epoch_iterator.steps_per_epoch
@@ -90,3 +95,20 @@ class FitLoop:
 def forget_train_function(model):
     """Makes the next `fit` trace its train step again (as `compile` does)."""
     model.train_function = None
+
+
+def guard_train_function(model, check):
+    """Makes every call of the model's train function first call `check(iterator)`.
+
+    Keras reuses the train function across `fit` calls, also after a `fit` that an
+    exception ended (when no `on_train_end` runs), so a check at trace time alone
+    would not see a later `fit`. A guard of an earlier `fit` is replaced.
+    """
+    original = getattr(model.train_function, "__wrapped__", model.train_function)
+
+    def guarded(iterator):
+        check(iterator)
+        return original(iterator)
+
+    guarded.__wrapped__ = original
+    model.train_function = guarded

@@ -99,11 +99,6 @@ class EpochPlan:
     def total_batches(self):
         return -(-len(self.rows) // self.batch_size)
 
-    @property
-    def num_batches(self):
-        """Batches left to train in this epoch."""
-        return self.total_batches - self.skip_batches
-
 
 def plan_epoch(
     codebook, epsilon, step, *, mode, criterion, batch_size, mosaic_batch_size, pad_batches, seed

@@ -11,9 +11,9 @@ import keras
 import numpy as np
 
 from keras_agd import _validation
-from keras_agd._keras_adapter import FitLoop, forget_train_function
+from keras_agd._keras_adapter import FitLoop, forget_train_function, guard_train_function
 from keras_agd._wrapper import find_in_chain
-from keras_agd.agd import AGD
+from keras_agd.agd import AGD, NOT_ANNEALING
 from keras_agd.annealing import MODES, plan_epoch
 from keras_agd.layer_adaptive import LayerAdaptive
 from keras_agd.schedules import AnnealingSchedule
@@ -210,10 +210,11 @@ class Annealing(keras.callbacks.Callback):
                 "epoch's length follows the annealing schedule. "
                 f"Received: steps_per_epoch={self._fit_loop.steps_per_epoch}"
             )
-        state = optimizer.annealing_state
-        if state.writer is not None and state.writer is not self:
-            raise ValueError("Another Annealing callback is already writing this AGD optimizer.")
-        state.writer = self
+        optimizer.annealing_state.writer = self
+        if self._fit_loop is not None:
+            # AGD checks for its writer when the step is traced; this catches a later
+            # `fit` that reuses the step after an exception ended this one.
+            guard_train_function(self.model, self._check_same_fit)
         if optimizer.loss_threshold is not None:
             optimizer.loss_metric = next((m for m in self.model.metrics if m.name == "loss"), None)
         self._optimizer = optimizer
@@ -326,6 +327,10 @@ class Annealing(keras.callbacks.Callback):
             seed=self.seed,
         )
         return dataclasses.replace(plan, skip_batches=skip)
+
+    def _check_same_fit(self, iterator):
+        if self._fit_loop is None or iterator is not self._fit_loop.data_iterator:
+            raise ValueError(NOT_ANNEALING)
 
     def _check_fed(self):
         self._checked = True

@@ -50,6 +50,30 @@ def test_agd_fit_again_without_the_callback_after_an_annealed_fit(codebook, data
         net.fit(*data, epochs=1, verbose=0)
 
 
+class Interrupt(keras.callbacks.Callback):
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 1:
+            raise KeyboardInterrupt
+
+
+def test_agd_fit_without_the_callback_after_an_interrupted_annealed_fit(codebook, data):
+    # No `on_train_end` runs after an exception: the next `fit` reuses the traced step.
+    annealing, net = writer(codebook), model()
+    with pytest.raises(KeyboardInterrupt):
+        net.fit(
+            mosaic_dataset(annealing, *data),
+            epochs=2,
+            verbose=0,
+            callbacks=[annealing, Interrupt()],
+        )
+    with pytest.raises(ValueError, match="AGD is training outside its annealing schedule"):
+        net.fit(*data, epochs=1, verbose=0)
+    # A new callback picks up where the interrupted epoch (step 1, one batch done) stopped.
+    again = writer(codebook)
+    history = net.fit(mosaic_dataset(again, *data), epochs=2, verbose=0, callbacks=[again])
+    assert history.history["annealing_step"] == [1, 2]
+
+
 def test_pipeline_without_its_callback(codebook, data):
     annealing = writer(codebook)
     with pytest.raises(tf.errors.InvalidArgumentError, match="without its `Annealing` callback"):
