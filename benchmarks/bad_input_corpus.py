@@ -289,7 +289,13 @@ PARAMETERS = [
     ("HierarchicalCodebook", "max_depth", _codebook_fit, optional(int_at_least(1)), None),
     ("HierarchicalCodebook", "min_cluster_size", _codebook_fit, optional(int_at_least(1)), None),
     ("HierarchicalCodebook", "target_error", _codebook_fit, in_range(0, None), None),
-    ("HierarchicalCodebook", "max_iter", _codebook_fit, int_at_least(1), None),
+    (
+        "HierarchicalCodebook",
+        "max_iter",
+        _codebook_fit,
+        lambda v: int_at_least(1)(v) and v < 2**31,  # faiss takes a C int.
+        None,
+    ),
     ("HierarchicalCodebook", "backend", _codebook_fit, one_of("auto", "faiss", "sklearn"), None),
     (
         "HierarchicalCodebook",
@@ -491,9 +497,16 @@ def hand_written_cases(tmp):
         ),
         _case(
             "fit",
-            "x * 1e15 (squares overflow float32)",
+            "x * 1e15, sklearn (large but within range)",
             lambda: _fit_codebook(x * 1e15, y, backend="sklearn"),
-            "x",
+            _codebook_finite,
+            isolate=True,
+        ),
+        _case(
+            "fit",
+            "x * 1e15, faiss (large but within range)",
+            lambda: _fit_codebook(x * 1e15, y),
+            _codebook_finite,
             isolate=True,
         ),
         _case("fit", "x with a NaN", lambda: _fit_codebook(nan_x, y), "x"),
@@ -701,6 +714,12 @@ def hand_written_cases(tmp):
         _case("mosaic_dataset", "x with a NaN (other data)", lambda: _mosaic(x=nan_x), "x"),
         _case("mosaic_dataset", "float64 x beyond float32", lambda: _mosaic(x=big64), "x"),
         _case("mosaic_dataset", "augment=3", lambda: _mosaic(augment=3), "augment"),
+        _case(
+            "mosaic_dataset",
+            "seed=1.5 (seeds belong to Annealing)",
+            lambda: _mosaic(seed=1.5),
+            "seed",
+        ),
         _case(
             "mosaic_dataset",
             "augment of one argument",

@@ -16,6 +16,7 @@ import numpy as np
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 # The smallest normal float32: a smaller positive value loses precision or becomes 0.
 FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+INT32_MAX = 2**31 - 1  # What C libraries (faiss) take as an `int`.
 _CHUNK = 1 << 20  # Elements per pass of the array checks, to bound their memory.
 
 
@@ -72,10 +73,12 @@ def check_float32_positive(name, value):
     return value
 
 
-def check_integer(name, value, low=None):
-    """`value` as an int if it is an integer (Python or NumPy) >= `low`."""
-    if not (is_integer(value) and (low is None or value >= low)):
+def check_integer(name, value, low=None, high=None):
+    """`value` as an int if it is an integer (Python or NumPy) in [`low`, `high`]."""
+    ok = is_integer(value) and (low is None or value >= low)
+    if not (ok and (high is None or value <= high)):
         bound = "" if low is None else f" >= {low}"
+        bound += "" if high is None else f" and <= {high}"
         raise ValueError(f"`{name}` must be an integer{bound}. Received: {name}={value!r}")
     return int(value)
 
@@ -100,6 +103,26 @@ def check_path(name, value):
     if not path:
         raise ValueError(f"`{name}` must be a non-empty file path. Received: {name}={value!r}")
     return path
+
+
+def check_random_state(name, value):
+    """A `np.random.SeedSequence` from what scikit-learn takes as a `random_state`.
+
+    `None` (fresh entropy), an integer in [0, 2**32), or a `np.random.RandomState` or
+    `np.random.Generator`, from which one seed is drawn (advancing it, as in sklearn).
+    """
+    if value is None:
+        return np.random.SeedSequence()
+    if is_integer(value) and 0 <= value < 2**32:
+        return np.random.SeedSequence(int(value))
+    if isinstance(value, np.random.RandomState):
+        return np.random.SeedSequence(int(value.randint(0, 2**32, dtype=np.int64)))
+    if isinstance(value, np.random.Generator):
+        return np.random.SeedSequence(int(value.integers(0, 2**63)))
+    raise ValueError(
+        f"`{name}` must be None, an integer in [0, 2**32), a np.random.RandomState or a "
+        f"np.random.Generator. Received: {name}={value!r}"
+    )
 
 
 def check_finite_float32(name, x, where=""):
