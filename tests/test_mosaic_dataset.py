@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 from sklearn.datasets import load_digits
 
+import keras_agd
 from keras_agd import AGD, Annealing, HierarchicalCodebook, Source, mosaic_dataset, schedules
 
 
@@ -353,3 +354,22 @@ def test_custom_train_step_and_stock_callbacks(codebook, data, tmp_path):
     header = (tmp_path / "log.csv").read_text().splitlines()[0]
     assert "epsilon" in header and "frontier_size" in header
     assert history.history["accuracy"][-1] > 0.5
+
+
+@pytest.mark.slow
+def test_a_tfds_data_source_feeds_codebook_and_training(mnist_path, tmp_path):
+    # MNIST written once as a local tfds ArrayRecord dataset, read back by index.
+    records = keras_agd.datasets.mnist_data_source(tmp_path, path=mnist_path, num_examples=2000)
+    source = Source(records, x_key="image", y_key="label")
+    codebook = HierarchicalCodebook(random_state=0).fit(source)
+    writer = Annealing(codebook, schedules.from_codebook(codebook, 2), mosaic_batch_size=256)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((28, 28)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten()]
+        + [keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)]
+    )
+    model.compile(agd(), LOSS, metrics=["accuracy"])
+    history = model.fit(mosaic_dataset(writer, source), epochs=4, verbose=0, callbacks=[writer])
+    assert history.history["mosaic_phase"] == [1.0, 1.0, 0.0, 0.0]
+    assert history.history["frontier_size"][-1] == 2000
+    assert history.history["accuracy"][-1] > 0.8
