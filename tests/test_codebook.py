@@ -97,7 +97,7 @@ def test_same_random_state_same_codebook(digits):
     first = HierarchicalCodebook(random_state=3).fit(x, y)
     second = HierarchicalCodebook(random_state=3, n_jobs=1).fit(x, y)
     np.testing.assert_array_equal(first.codewords_, second.codewords_)
-    np.testing.assert_array_equal(first.sample_paths_, second.sample_paths_)
+    np.testing.assert_array_equal(first.sample_node_, second.sample_node_)
 
 
 def test_uint8_and_float_inputs_agree(digits):
