@@ -88,6 +88,21 @@ def node_stats(points):
     return centroid, float(distances.mean()), float(distances.max())
 
 
+def _child_seed(seed, k):
+    """A seed for child `k` that depends only on its parent's seed.
+
+    Each node's split then depends only on its path from the root, not on which other
+    nodes are split, so a tree built with stricter stopping rules is exactly the full
+    tree pruned (and `threads` cannot change results).
+    """
+    # splitmix64 of (seed, k): cheap enough to run for every node.
+    mask = 2**64 - 1
+    z = (seed * 0x9E3779B97F4A7C15 + k + 1) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return (z ^ (z >> 31)) >> 33
+
+
 class KMeansForest:
     """Several top-down k-means trees (one per class), built together level by level.
 
@@ -138,7 +153,7 @@ class KMeansForest:
         self._branching = branching
         self._max_iter = max_iter
         self._threads = threads
-        rngs = [np.random.default_rng(seed) for seed in seeds]
+        self._seeds = []
         self._centroids, self._parents, self._levels, self._trees = [], [], [], []
         self._counts, self._mean_errors, self._max_errors = [], [], []
         self.deepest = [np.zeros(len(p), np.int64) for p in points]
@@ -149,7 +164,8 @@ class KMeansForest:
             roots = pool.map(node_stats, points)
             members = {}
             for tree, stats in enumerate(roots):
-                members[self._add(tree, -1, 0, everyone[tree], stats)] = everyone[tree]
+                root = self._add(tree, -1, 0, everyone[tree], stats, int(seeds[tree]) & 0x7FFFFFFF)
+                members[root] = everyone[tree]
             level, frontier, floor = 0, list(members), None
             while frontier and (max_depth is None or level < max_depth):
                 split = [
@@ -167,26 +183,29 @@ class KMeansForest:
                     floor = float(np.average(errors, weights=counts))
                 if floor is not None:
                     split = [n for n in split if self._mean_errors[n] > floor]
-                # Seeds are drawn here, in node order, so results do not depend on `threads`.
-                seeds = [int(rngs[self._trees[n]].integers(2**31 - 1)) for n in split]
                 omp_threads = max(1, threads // max(len(split), 1))
                 results = pool.map(
                     self._children,
                     [self._trees[n] for n in split],
                     [members[n] for n in split],
-                    seeds,
+                    [self._seeds[n] for n in split],
                     itertools.repeat(omp_threads),
                 )
                 frontier = []
                 for node, children in zip(split, results):
-                    for child_members, stats in children:
-                        child = self._add(self._trees[node], node, level + 1, child_members, stats)
+                    for k, (child_members, stats) in enumerate(children):
+                        seed = _child_seed(self._seeds[node], k)
+                        child = self._add(
+                            self._trees[node], node, level + 1, child_members, stats, seed
+                        )
                         members[child] = child_members
                         frontier.append(child)
                 members = {node: members[node] for node in frontier}
                 level += 1
 
+        self._points = None  # The (large) inputs are not needed past the build.
         self.centroids = np.stack(self._centroids)
+        self._centroids = None
         self.parents = np.asarray(self._parents, np.int64)
         self.levels = np.asarray(self._levels, np.int64)
         self.trees = np.asarray(self._trees, np.int64)
@@ -194,8 +213,9 @@ class KMeansForest:
         self.mean_errors = np.asarray(self._mean_errors, np.float32)
         self.max_errors = np.asarray(self._max_errors, np.float32)
 
-    def _add(self, tree, parent, level, members, stats):
+    def _add(self, tree, parent, level, members, stats, seed):
         node = len(self._centroids)
+        self._seeds.append(seed)
         centroid, mean_error, max_error = stats
         self._centroids.append(centroid)
         self._parents.append(parent)

@@ -4,8 +4,12 @@ import hashlib
 
 import numpy as np
 
-# Samples read per batch, in stored bytes: memory stays bounded whatever N is.
+# Samples read at a time, in stored bytes: memory stays bounded whatever N is.
 BATCH_BYTES = 64 * 2**20
+# Levels with at most this many nodes are routed in sequential batches; below them,
+# samples are read node by node, so that each deep node is visited once, not once
+# per batch (Python's per-node overhead would otherwise grow as N * nodes / batch).
+SEQUENTIAL_NODES = 2048
 
 
 def batch_rows(source):
@@ -36,19 +40,25 @@ def fingerprint(source):
     }
 
 
-def route(source, centroids, parents, roots, sample_node):
+def route(source, centroids, parents, levels, roots, sample_node):
     """Assigns samples down the tree: at each node, to the nearest child centroid.
 
-    Only samples with `roots[i] >= 0` are routed, starting at node `roots[i]`. Their
-    deepest node is written into `sample_node`. Every node's count and errors are
-    accumulated over all routed samples, measured against the centroids that routed
-    them (so they are exact for these codewords).
+    Only samples with `roots[i] >= 0` are routed, starting at node `roots[i]`; their
+    deepest node is written into `sample_node`. Each node's count and errors are
+    accumulated over all samples routed through it, measured against the centroids
+    that routed them (so they are exact for these codewords).
+
+    The top levels are routed in one sequential pass of batches. The samples that
+    reach the first level with more than `SEQUENTIAL_NODES` nodes are then read
+    grouped by their node there (random access, a batch of whole subtrees at a time)
+    and routed to the bottom.
 
     Args:
         source: The `Source` of the samples.
-        centroids: float32 ndarray of shape (n_nodes, n_features). Children of a node
-            must be consecutive (`KMeansForest` order).
+        centroids: float32 ndarray of shape (n_nodes, n_features). Nodes must be
+            sorted by level with the children of a node consecutive.
         parents: int ndarray of shape (n_nodes,), -1 for roots.
+        levels: int ndarray of shape (n_nodes,).
         roots: int ndarray of shape (n_samples,), the start node per sample or -1.
         sample_node: int ndarray of shape (n_samples,), written in place.
 
@@ -58,50 +68,93 @@ def route(source, centroids, parents, roots, sample_node):
     Raises:
         ValueError: If a routed sample holds NaN or infinite values.
     """
-    n_nodes = len(centroids)
-    has_parent = parents >= 0
-    n_children = np.bincount(parents[has_parent], minlength=n_nodes)
-    first_child = np.full(n_nodes, n_nodes, np.int64)
-    np.minimum.at(first_child, parents[has_parent], np.flatnonzero(has_parent))
-    # ||c||^2 once per node; ||x||^2 is the same for every child, so argmin skips it.
-    squared_norms = np.einsum("ij,ij->i", centroids, centroids)
-    counts = np.zeros(n_nodes, np.int64)
-    error_sums = np.zeros(n_nodes, np.float64)
-    max_errors = np.zeros(n_nodes, np.float32)
+    router = _Router(centroids, parents, levels)
+    per_level = np.bincount(levels)
+    split_level = int(np.argmax(np.append(per_level, np.inf) > SEQUENTIAL_NODES))
+    rows_per_batch = batch_rows(source)
 
-    for start, batch in source.batches(batch_rows(source)):
-        batch = batch.reshape(len(batch), -1)
-        active = np.flatnonzero(roots[start : start + len(batch)] >= 0)
-        node = roots[start + active]
-        while len(active):
+    # Where each sample stops in the sequential pass: a leaf above `split_level`
+    # (done), or its node at `split_level` (not yet visited).
+    stop = np.full(source.n_samples, -1, np.int64)
+    for start, batch in source.batches(rows_per_batch):
+        rows = np.flatnonzero(roots[start : start + len(batch)] >= 0)
+        points = batch.reshape(len(batch), -1)
+        stop[start + rows] = router.descend(points, rows, roots[start + rows], split_level)
+    done = (stop >= 0) & (levels[np.maximum(stop, 0)] < split_level)
+    sample_node[done] = stop[done]
+
+    pending = np.flatnonzero((stop >= 0) & ~done)
+    pending = pending[np.argsort(stop[pending], kind="stable")]
+    lo = 0
+    while lo < len(pending):
+        # Widened (up to twice) to end on a node boundary, so most nodes are visited once.
+        hi = min(lo + rows_per_batch, len(pending))
+        limit = min(lo + 2 * rows_per_batch, len(pending))
+        while hi < limit and stop[pending[hi]] == stop[pending[hi - 1]]:
+            hi += 1
+        ids = np.sort(pending[lo:hi])
+        points = source.read(ids).reshape(len(ids), -1)
+        sample_node[ids] = router.descend(points, np.arange(len(ids)), stop[ids], None)
+        lo = hi
+    return router.counts, router.mean_errors(), router.max_errors
+
+
+class _Router:
+    """Per-node statistics and the nearest-child descent they are collected in."""
+
+    def __init__(self, centroids, parents, levels):
+        n_nodes = len(centroids)
+        has_parent = parents >= 0
+        self.centroids = centroids
+        self.levels = levels
+        self.n_children = np.bincount(parents[has_parent], minlength=n_nodes)
+        self.first_child = np.full(n_nodes, n_nodes, np.int64)
+        np.minimum.at(self.first_child, parents[has_parent], np.flatnonzero(has_parent))
+        self.counts = np.zeros(n_nodes, np.int64)
+        self.error_sums = np.zeros(n_nodes, np.float64)
+        self.max_errors = np.zeros(n_nodes, np.float32)
+
+    def mean_errors(self):
+        return (self.error_sums / np.maximum(self.counts, 1)).astype(np.float32)
+
+    def descend(self, points, rows, node, stop_level):
+        """Routes `points[rows]` from `node` to a leaf or a node at `stop_level`.
+
+        Visits every node on the way (not the ones at `stop_level`), adding the rows'
+        distances to its statistics. Returns the final node of each row.
+        """
+        final = node.copy()
+        position = np.arange(len(rows))
+        while len(position):
             order = np.argsort(node, kind="stable")
-            active, node = active[order], node[order]
+            position, node = position[order], node[order]
             bounds = np.flatnonzero(np.diff(node)) + 1
-            next_node = np.full(len(active), -1, np.int64)
-            for lo, hi in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(node)]])):
-                parent = node[lo]
-                points = batch[active[lo:hi]].astype(np.float32)
-                difference = points - centroids[parent]
-                errors = np.sqrt(np.einsum("ij,ij->i", difference, difference))
-                total = errors.sum(dtype=np.float64)
-                if not np.isfinite(total):
-                    raise ValueError(
-                        f"`x` contains NaN or infinite values (in samples {start} to "
-                        f"{start + len(batch) - 1})."
-                    )
-                counts[parent] += hi - lo
-                error_sums[parent] += total
-                max_errors[parent] = max(max_errors[parent], errors.max())
-                first, k = first_child[parent], n_children[parent]
-                if k == 0:
-                    sample_node[start + active[lo:hi]] = parent
-                    continue
-                scores = (
-                    squared_norms[first : first + k] - 2 * points @ centroids[first : first + k].T
-                )
-                next_node[lo:hi] = first + scores.argmin(axis=1)
-            routed = next_node >= 0
-            active, node = active[routed], next_node[routed]
+            next_node = np.full(len(position), -1, np.int64)
+            for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(node)]):
+                next_node[lo:hi] = self._visit(points, rows, position[lo:hi], node[lo], stop_level)
+            final[position] = np.where(next_node >= 0, final[position], node)
+            moving = next_node >= 0
+            position, node = position[moving], next_node[moving]
+        return final
 
-    mean_errors = (error_sums / np.maximum(counts, 1)).astype(np.float32)
-    return counts, mean_errors, max_errors
+    def _visit(self, points, rows, position, parent, stop_level):
+        """Adds the rows to `parent`'s statistics; returns their child, or -1 to stop."""
+        if stop_level is not None and self.levels[parent] >= stop_level:
+            return -1
+        # Centred on the parent: small values keep the float32 products accurate.
+        residuals = points[rows[position]].astype(np.float32)
+        residuals -= self.centroids[parent]
+        squared = np.einsum("ij,ij->i", residuals, residuals)
+        errors = np.sqrt(squared)
+        total = errors.sum(dtype=np.float64)
+        if not np.isfinite(total):
+            raise ValueError("`x` contains NaN or infinite values.")
+        self.counts[parent] += len(position)
+        self.error_sums[parent] += total
+        self.max_errors[parent] = max(self.max_errors[parent], errors.max())
+        first, k = self.first_child[parent], self.n_children[parent]
+        if k == 0:
+            return -1
+        offsets = self.centroids[first : first + k] - self.centroids[parent]
+        distances = np.einsum("ij,ij->i", offsets, offsets) - 2 * residuals @ offsets.T
+        return first + distances.argmin(axis=1)

@@ -84,9 +84,10 @@ class HierarchicalCodebook(BaseEstimator):
             tree. Defaults to `0.5`, the coverage of the level that
             `schedules.from_codebook` ends on.
         subsample: Most samples the k-means trees are fit on, or `None` for all.
-            With fewer samples than this (MNIST), every tree is fit on all of its
-            class exactly. Defaults to `200_000` (about 600 MB of float32 at 784
-            features, and about as many codewords as k-means can place well).
+            With at most this many samples (MNIST), every tree is fit on its whole
+            class, exactly. The subset is held as float32 (300 MB at 784 features),
+            and the trees get about one codeword per 2 to 3 of its samples.
+            Defaults to `100_000`.
         max_iter: Lloyd iterations per split. Defaults to `25`.
         backend: Clustering library: `"faiss"`, `"sklearn"`, or `"auto"` (faiss when
             installed, else scikit-learn). Defaults to `"auto"`.
@@ -132,7 +133,7 @@ class HierarchicalCodebook(BaseEstimator):
         min_cluster_size=None,
         target_error=0.0,
         min_coverage=0.5,
-        subsample=200_000,
+        subsample=100_000,
         max_iter=25,
         backend="auto",
         n_jobs=None,
@@ -388,7 +389,9 @@ class HierarchicalCodebook(BaseEstimator):
         counts, mean_errors = forest.counts, forest.mean_errors
         max_errors = forest.max_errors
         if streamed.any():
-            routed = _streaming.route(source, forest.centroids, forest.parents, roots, sample_node)
+            routed = _streaming.route(
+                source, forest.centroids, forest.parents, forest.levels, roots, sample_node
+            )
             redo = streamed[forest.trees]
             counts = np.where(redo, routed[0], counts)
             mean_errors = np.where(redo, routed[1], mean_errors)
@@ -397,7 +400,7 @@ class HierarchicalCodebook(BaseEstimator):
         keep = counts > 0
         new_id = np.cumsum(keep) - 1
         parents = forest.parents[keep]
-        self.codewords_ = forest.centroids[keep]
+        self.codewords_ = forest.centroids if keep.all() else forest.centroids[keep]
         self.node_level_ = forest.levels[keep]
         self.node_parent_ = np.where(parents >= 0, new_id[np.maximum(parents, 0)], -1)
         self.node_label_ = classes[forest.trees[keep]]
