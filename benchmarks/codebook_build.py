@@ -2,6 +2,7 @@
 
 python benchmarks/codebook_build.py                 # faiss backend, 3 repeats
 python benchmarks/codebook_build.py --backend sklearn --repeats 1
+python benchmarks/codebook_build.py --min-coverage 0     # the full tree (down to clusters of 5)
 """
 
 import argparse
@@ -21,6 +22,7 @@ def main():
     parser.add_argument("--backend", default="auto", choices=["auto", "faiss", "sklearn"])
     parser.add_argument("--branching", type=int, default=5)
     parser.add_argument("--min-cluster-size", type=int, default=None)
+    parser.add_argument("--min-coverage", type=float, default=0.5, help="0: the full tree")
     parser.add_argument("--n-jobs", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -33,6 +35,7 @@ def main():
         codebook = keras_agd.HierarchicalCodebook(
             branching=args.branching,
             min_cluster_size=args.min_cluster_size,
+            min_coverage=args.min_coverage,
             backend=args.backend,
             n_jobs=args.n_jobs,
             random_state=repeat,
@@ -50,6 +53,7 @@ def main():
             "seconds": seconds,
             "codewords": int(len(codebook.node_count_)),
             "codewords_per_level": [row["codewords"] for row in levels],
+            "samples_per_level": [row["samples"] for row in levels],
             "mean_error_per_level": [round(row["mean_error"], 4) for row in levels],
             # Peak resident memory of the process, and how much `fit` raised it.
             "peak_rss_mib": _peak_rss_mib(),

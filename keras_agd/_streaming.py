@@ -6,6 +6,8 @@ import numpy as np
 
 # Samples read at a time, in stored bytes: memory stays bounded whatever N is.
 BATCH_BYTES = 64 * 2**20
+# float32 bytes of samples processed at once (fits in a core's cache).
+CHUNK_BYTES = 2 * 2**20
 # Levels with at most this many nodes are routed in sequential batches; below them,
 # samples are read node by node, so that each deep node is visited once, not once
 # per batch (Python's per-node overhead would otherwise grow as N * nodes / batch).
@@ -93,7 +95,9 @@ def route(source, centroids, parents, levels, roots, sample_node):
         while hi < limit and stop[pending[hi]] == stop[pending[hi - 1]]:
             hi += 1
         ids = np.sort(pending[lo:hi])
-        points = source.read(ids).reshape(len(ids), -1)
+        # An array (or memory map) is indexed directly: `ids` are already sorted.
+        points = source.array[ids] if source.array is not None else source.read(ids)
+        points = points.reshape(len(ids), -1)
         sample_node[ids] = router.descend(points, np.arange(len(ids)), stop[ids], None)
         lo = hi
     return router.counts, router.mean_errors(), router.max_errors
@@ -113,6 +117,7 @@ class _Router:
         self.counts = np.zeros(n_nodes, np.int64)
         self.error_sums = np.zeros(n_nodes, np.float64)
         self.max_errors = np.zeros(n_nodes, np.float32)
+        self.chunk_rows = max(64, CHUNK_BYTES // (4 * centroids.shape[1]))
 
     def mean_errors(self):
         return (self.error_sums / np.maximum(self.counts, 1)).astype(np.float32)
@@ -141,20 +146,26 @@ class _Router:
         """Adds the rows to `parent`'s statistics; returns their child, or -1 to stop."""
         if stop_level is not None and self.levels[parent] >= stop_level:
             return -1
-        # Centred on the parent: small values keep the float32 products accurate.
-        residuals = points[rows[position]].astype(np.float32)
-        residuals -= self.centroids[parent]
-        squared = np.einsum("ij,ij->i", residuals, residuals)
-        errors = np.sqrt(squared)
-        total = errors.sum(dtype=np.float64)
-        if not np.isfinite(total):
-            raise ValueError("`x` contains NaN or infinite values.")
-        self.counts[parent] += len(position)
-        self.error_sums[parent] += total
-        self.max_errors[parent] = max(self.max_errors[parent], errors.max())
         first, k = self.first_child[parent], self.n_children[parent]
-        if k == 0:
-            return -1
-        offsets = self.centroids[first : first + k] - self.centroids[parent]
-        distances = np.einsum("ij,ij->i", offsets, offsets) - 2 * residuals @ offsets.T
-        return first + distances.argmin(axis=1)
+        centre = self.centroids[parent]
+        # Centred on the parent: small values keep the float32 products accurate.
+        offsets = self.centroids[first : first + k] - centre
+        offset_norms = np.einsum("ij,ij->i", offsets, offsets)
+        chosen = np.full(len(position), -1, np.int64)
+        # Chunks of a few MB stay in cache through the cast, centring and products,
+        # so memory traffic is one read of the stored rows.
+        for lo in range(0, len(position), self.chunk_rows):
+            chunk = slice(lo, lo + self.chunk_rows)
+            residuals = points[rows[position[chunk]]].astype(np.float32)
+            residuals -= centre
+            errors = np.sqrt(np.einsum("ij,ij->i", residuals, residuals))
+            total = errors.sum(dtype=np.float64)
+            if not np.isfinite(total):
+                raise ValueError("`x` contains NaN or infinite values.")
+            self.counts[parent] += len(errors)
+            self.error_sums[parent] += total
+            self.max_errors[parent] = max(self.max_errors[parent], errors.max())
+            if k:
+                distances = offset_norms - 2 * residuals @ offsets.T
+                chosen[chunk] = first + distances.argmin(axis=1)
+        return chosen

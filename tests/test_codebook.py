@@ -1,4 +1,5 @@
 import json
+import sys
 import time
 
 import numpy as np
@@ -474,3 +475,12 @@ def test_other_format_version_is_rejected(codebook, tmp_path):
     rewrite(path, lambda metadata, arrays: metadata.update(format_version=1))
     with pytest.raises(ValueError, match="format version 1"):
         HierarchicalCodebook.load(path)
+
+
+def test_without_faiss_auto_uses_scikit_learn(digits, monkeypatch):
+    monkeypatch.setitem(sys.modules, "faiss", None)  # `import faiss` now fails.
+    x, y = digits
+    codebook = HierarchicalCodebook(branching=4, max_depth=2, random_state=0).fit(x, y)
+    assert codebook.frontier(np.inf).node_weights.sum() == len(x)
+    with pytest.raises(ImportError, match="pip install faiss-cpu"):
+        HierarchicalCodebook(backend="faiss").fit(x, y)
