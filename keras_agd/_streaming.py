@@ -3,6 +3,7 @@
 import hashlib
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 # Samples read at a time, in stored bytes: memory stays bounded whatever N is.
 BATCH_BYTES = 64 * 2**20
@@ -70,6 +71,13 @@ def route(source, centroids, parents, levels, roots, sample_node):
     Raises:
         ValueError: If a routed sample holds NaN or infinite values.
     """
+    # The products are small (a chunk times a few children): BLAS threads would only
+    # spin, and steal the cores the other work needs. The limit is undone on return.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _route(source, centroids, parents, levels, roots, sample_node)
+
+
+def _route(source, centroids, parents, levels, roots, sample_node):
     router = _Router(centroids, parents, levels)
     per_level = np.bincount(levels)
     split_level = int(np.argmax(np.append(per_level, np.inf) > SEQUENTIAL_NODES))
