@@ -1,6 +1,8 @@
 """Streaming passes over a `Source`: routing every sample down the codebook tree, hashing it."""
 
+import collections
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -43,7 +45,7 @@ def fingerprint(source):
     }
 
 
-def route(source, centroids, parents, levels, roots, sample_node):
+def route(source, centroids, parents, levels, roots, sample_node, threads=1):
     """Assigns samples down the tree: at each node, to the nearest child centroid.
 
     Only samples with `roots[i] >= 0` are routed, starting at node `roots[i]`; their
@@ -54,7 +56,9 @@ def route(source, centroids, parents, levels, roots, sample_node):
     The top levels are routed in one sequential pass of batches. The samples that
     reach the first level with more than `SEQUENTIAL_NODES` nodes are then read
     grouped by their node there (random access, a batch of whole subtrees at a time)
-    and routed to the bottom.
+    and routed to the bottom. Batches run on `threads` threads, at most two each in
+    flight; their statistics are added up in batch order, so the result does not
+    depend on `threads`.
 
     Args:
         source: The `Source` of the samples.
@@ -64,6 +68,7 @@ def route(source, centroids, parents, levels, roots, sample_node):
         levels: int ndarray of shape (n_nodes,).
         roots: int ndarray of shape (n_samples,), the start node per sample or -1.
         sample_node: int ndarray of shape (n_samples,), written in place.
+        threads: Number of threads. Defaults to `1`.
 
     Returns:
         `(counts, mean_errors, max_errors)` per node (zero for nodes no sample reached).
@@ -73,12 +78,13 @@ def route(source, centroids, parents, levels, roots, sample_node):
     """
     # The products are small (a chunk times a few children): BLAS threads would only
     # spin, and steal the cores the other work needs. The limit is undone on return.
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _route(source, centroids, parents, levels, roots, sample_node)
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+        return _route(source, centroids, parents, levels, roots, sample_node, pool, threads)
 
 
-def _route(source, centroids, parents, levels, roots, sample_node):
+def _route(source, centroids, parents, levels, roots, sample_node, pool, threads):
     router = _Router(centroids, parents, levels)
+    total = _Stats(len(centroids))
     per_level = np.bincount(levels)
     split_level = int(np.argmax(np.append(per_level, np.inf) > SEQUENTIAL_NODES))
     rows_per_batch = batch_rows(source)
@@ -86,15 +92,38 @@ def _route(source, centroids, parents, levels, roots, sample_node):
     # Where each sample stops in the sequential pass: a leaf above `split_level`
     # (done), or its node at `split_level` (not yet visited).
     stop = np.full(source.n_samples, -1, np.int64)
-    for start, batch in source.batches(rows_per_batch):
+
+    def sequential(start, batch):
         rows = np.flatnonzero(roots[start : start + len(batch)] >= 0)
         points = batch.reshape(len(batch), -1)
-        stop[start + rows] = router.descend(points, rows, roots[start + rows], split_level)
+        stats = _Stats(len(centroids))
+        stop[start + rows] = router.descend(points, rows, roots[start + rows], split_level, stats)
+        return stats
+
+    for stats in _in_order(pool, sequential, source.batches(rows_per_batch), 2 * threads):
+        total.add(stats)
     done = (stop >= 0) & (levels[np.maximum(stop, 0)] < split_level)
     sample_node[done] = stop[done]
 
+    def by_node(ids):
+        # An array (or memory map) is indexed directly: `ids` are already sorted.
+        points = source.array[ids] if source.array is not None else source.read(ids)
+        stats = _Stats(len(centroids))
+        points = points.reshape(len(ids), -1)
+        sample_node[ids] = router.descend(points, np.arange(len(ids)), stop[ids], None, stats)
+        return stats
+
     pending = np.flatnonzero((stop >= 0) & ~done)
     pending = pending[np.argsort(stop[pending], kind="stable")]
+    for stats in _in_order(
+        pool, by_node, _node_batches(pending, stop, rows_per_batch), 2 * threads
+    ):
+        total.add(stats)
+    return total.counts, total.mean_errors(), total.max_errors
+
+
+def _node_batches(pending, stop, rows_per_batch):
+    """Yields `(sorted sample ids,)` of about `rows_per_batch` samples, whole nodes if possible."""
     lo = 0
     while lo < len(pending):
         # Widened (up to twice) to end on a node boundary, so most nodes are visited once.
@@ -102,17 +131,43 @@ def _route(source, centroids, parents, levels, roots, sample_node):
         limit = min(lo + 2 * rows_per_batch, len(pending))
         while hi < limit and stop[pending[hi]] == stop[pending[hi - 1]]:
             hi += 1
-        ids = np.sort(pending[lo:hi])
-        # An array (or memory map) is indexed directly: `ids` are already sorted.
-        points = source.array[ids] if source.array is not None else source.read(ids)
-        points = points.reshape(len(ids), -1)
-        sample_node[ids] = router.descend(points, np.arange(len(ids)), stop[ids], None)
+        yield (np.sort(pending[lo:hi]),)
         lo = hi
-    return router.counts, router.mean_errors(), router.max_errors
+
+
+def _in_order(pool, function, arguments, window):
+    """`pool.map(function, *zip(*arguments))` with at most `window` calls in flight.
+
+    `pool.map` would read every batch up front, i.e. the whole data set.
+    """
+    running = collections.deque()
+    for args in arguments:
+        running.append(pool.submit(function, *args))
+        if len(running) >= window:
+            yield running.popleft().result()
+    while running:
+        yield running.popleft().result()
+
+
+class _Stats:
+    """Per-node count, sum and maximum of the distances of the samples seen."""
+
+    def __init__(self, n_nodes):
+        self.counts = np.zeros(n_nodes, np.int64)
+        self.error_sums = np.zeros(n_nodes, np.float64)
+        self.max_errors = np.zeros(n_nodes, np.float32)
+
+    def add(self, other):
+        self.counts += other.counts
+        self.error_sums += other.error_sums
+        np.maximum(self.max_errors, other.max_errors, out=self.max_errors)
+
+    def mean_errors(self):
+        return (self.error_sums / np.maximum(self.counts, 1)).astype(np.float32)
 
 
 class _Router:
-    """Per-node statistics and the nearest-child descent they are collected in."""
+    """The nearest-child descent; read-only, so threads can share it."""
 
     def __init__(self, centroids, parents, levels):
         n_nodes = len(centroids)
@@ -122,19 +177,13 @@ class _Router:
         self.n_children = np.bincount(parents[has_parent], minlength=n_nodes)
         self.first_child = np.full(n_nodes, n_nodes, np.int64)
         np.minimum.at(self.first_child, parents[has_parent], np.flatnonzero(has_parent))
-        self.counts = np.zeros(n_nodes, np.int64)
-        self.error_sums = np.zeros(n_nodes, np.float64)
-        self.max_errors = np.zeros(n_nodes, np.float32)
         self.chunk_rows = max(64, CHUNK_BYTES // (4 * centroids.shape[1]))
 
-    def mean_errors(self):
-        return (self.error_sums / np.maximum(self.counts, 1)).astype(np.float32)
-
-    def descend(self, points, rows, node, stop_level):
+    def descend(self, points, rows, node, stop_level, stats):
         """Routes `points[rows]` from `node` to a leaf or a node at `stop_level`.
 
         Visits every node on the way (not the ones at `stop_level`), adding the rows'
-        distances to its statistics. Returns the final node of each row.
+        distances to `stats`. Returns the final node of each row.
         """
         final = node.copy()
         position = np.arange(len(rows))
@@ -144,13 +193,15 @@ class _Router:
             bounds = np.flatnonzero(np.diff(node)) + 1
             next_node = np.full(len(position), -1, np.int64)
             for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(node)]):
-                next_node[lo:hi] = self._visit(points, rows, position[lo:hi], node[lo], stop_level)
+                next_node[lo:hi] = self._visit(
+                    points, rows, position[lo:hi], node[lo], stop_level, stats
+                )
             final[position] = np.where(next_node >= 0, final[position], node)
             moving = next_node >= 0
             position, node = position[moving], next_node[moving]
         return final
 
-    def _visit(self, points, rows, position, parent, stop_level):
+    def _visit(self, points, rows, position, parent, stop_level, stats):
         """Adds the rows to `parent`'s statistics; returns their child, or -1 to stop."""
         if stop_level is not None and self.levels[parent] >= stop_level:
             return -1
@@ -170,9 +221,9 @@ class _Router:
             total = errors.sum(dtype=np.float64)
             if not np.isfinite(total):
                 raise ValueError("`x` contains NaN or infinite values.")
-            self.counts[parent] += len(errors)
-            self.error_sums[parent] += total
-            self.max_errors[parent] = max(self.max_errors[parent], errors.max())
+            stats.counts[parent] += len(errors)
+            stats.error_sums[parent] += total
+            stats.max_errors[parent] = max(stats.max_errors[parent], errors.max())
             if k:
                 distances = offset_norms - 2 * residuals @ offsets.T
                 chosen[chunk] = first + distances.argmin(axis=1)

@@ -390,7 +390,13 @@ class HierarchicalCodebook(BaseEstimator):
         max_errors = forest.max_errors
         if streamed.any():
             routed = _streaming.route(
-                source, forest.centroids, forest.parents, forest.levels, roots, sample_node
+                source,
+                forest.centroids,
+                forest.parents,
+                forest.levels,
+                roots,
+                sample_node,
+                threads=self._threads(),
             )
             redo = streamed[forest.trees]
             counts = np.where(redo, routed[0], counts)

@@ -341,7 +341,10 @@ def test_streamed_counts_and_errors_are_exact(digits, monkeypatch, sequential_no
     monkeypatch.setattr(_streaming, "BATCH_BYTES", 64 * 4 * 300)
     x, y = digits
     flat = x.reshape(len(x), -1)
-    codebook = HierarchicalCodebook(branching=4, subsample=500, random_state=0).fit(x, y)
+    codebook = HierarchicalCodebook(branching=4, subsample=500, n_jobs=3, random_state=0)
+    codebook.fit(x, y)
+    one_thread = HierarchicalCodebook(branching=4, subsample=500, n_jobs=1, random_state=0)
+    assert_same_codebook(codebook, one_thread.fit(x, y))
     assert codebook.frontier(np.inf).node_weights.sum() == len(x)
     paths = codebook.sample_paths_
     for node in range(len(codebook.node_count_)):
