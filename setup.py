@@ -17,11 +17,13 @@ setup(
         "keras>=3.0,<3.16",
         "numpy>=1.26,<2.5",
         "scikit-learn>=1.3,<1.10",
-        "faiss-cpu>=1.8,<1.16",
         "tensorflow-datasets>=4.9,<4.10",
     ],
     extras_require={
+        # Faster k-means for the codebook; without it, scikit-learn's KMeans is used.
+        "faiss": ["faiss-cpu>=1.8,<1.16"],
         "dev": [
+            "faiss-cpu>=1.8,<1.16",  # So that the tests cover both codebook backends.
             "pytest>=8,<10",
             "hypothesis>=6,<7",
             "ruff>=0.6,<0.18",

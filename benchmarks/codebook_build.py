@@ -2,6 +2,7 @@
 
 python benchmarks/codebook_build.py                 # faiss backend, 3 repeats
 python benchmarks/codebook_build.py --backend sklearn --repeats 1
+python benchmarks/codebook_build.py --min-coverage 0     # the full tree (down to clusters of 5)
 """
 
 import argparse
@@ -21,6 +22,7 @@ def main():
     parser.add_argument("--backend", default="auto", choices=["auto", "faiss", "sklearn"])
     parser.add_argument("--branching", type=int, default=5)
     parser.add_argument("--min-cluster-size", type=int, default=None)
+    parser.add_argument("--min-coverage", type=float, default=0.5, help="0: the full tree")
     parser.add_argument("--n-jobs", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
@@ -28,18 +30,21 @@ def main():
     (x, y), _ = keras_agd.datasets.load_mnist(args.mnist)
     x = x.astype(np.float32) / 255.0
     rss_before = _peak_rss_mib()
-    seconds = []
+    seconds, cpu_seconds = [], []
     for repeat in range(args.repeats):
         codebook = keras_agd.HierarchicalCodebook(
             branching=args.branching,
             min_cluster_size=args.min_cluster_size,
+            min_coverage=args.min_coverage,
             backend=args.backend,
             n_jobs=args.n_jobs,
             random_state=repeat,
         )
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         codebook.fit(x, y)
         seconds.append(time.perf_counter() - start)
+        # CPU time (all threads) is steadier than wall time on a shared machine.
+        cpu_seconds.append(time.process_time() - cpu)
     levels = codebook.level_summary()
     print_json(
         {
@@ -48,8 +53,10 @@ def main():
             "params": codebook.get_params(),
             "seconds_median": statistics.median(seconds),
             "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
             "codewords": int(len(codebook.node_count_)),
             "codewords_per_level": [row["codewords"] for row in levels],
+            "samples_per_level": [row["samples"] for row in levels],
             "mean_error_per_level": [round(row["mean_error"], 4) for row in levels],
             # Peak resident memory of the process, and how much `fit` raised it.
             "peak_rss_mib": _peak_rss_mib(),

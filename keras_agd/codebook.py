@@ -1,17 +1,16 @@
 """The hierarchical codebook of annealed gradient descent (Pan & Jiang, section 4.1)."""
 
-import contextlib
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from keras_agd import _codebook_file
-from keras_agd._kmeans_tree import BACKENDS, ClassTree, resolve_backend
+from keras_agd import _codebook_file, _streaming
+from keras_agd._kmeans_tree import BACKENDS, KMeansForest, resolve_backend
+from keras_agd.sources import as_source
 
 
 class Frontier(NamedTuple):
@@ -38,11 +37,34 @@ class HierarchicalCodebook(BaseEstimator):
     """Top-down hierarchical k-means codebook, one tree per class.
 
     Every class of the training set is clustered separately (so codewords are pure
-    in label) by recursive k-means: a node is split into `branching` clusters until
-    it has at most `min_cluster_size` samples, its mean quantization error is at most
-    `target_error`, or it sits at `max_depth`. Every node's centroid is a codeword;
-    level 0 holds one node per class (the class mean), and the paper's "first layer"
-    is level 1. The samples are the leaves below the deepest nodes.
+    in label) by recursive k-means, level by level: a node is split into `branching`
+    clusters unless it has at most `min_cluster_size` samples, its mean quantization
+    error is at most `target_error`, or it sits at `max_depth`. Every node's centroid
+    is a codeword; level 0 holds one node per class (the class mean), and the paper's
+    "first layer" is level 1. The samples are the leaves below the deepest nodes.
+
+    By default the tree stops where annealing stops using it.
+    `schedules.from_codebook` starts at level 1's mean error and ends at the mean
+    error e_floor of the deepest level that covers half of the samples; below that,
+    training uses the real samples. A frontier at ε > e_floor never goes below a
+    node whose error is under ε, so the nodes under a node of error <= e_floor can
+    never be selected. Hence the rule: once the next level would cover less than
+    `min_coverage` (one half) of the samples, the current level is the floor, and
+    below it only nodes with mean error above e_floor are split. Every frontier of
+    such a schedule is then the one the full tree gives (on MNIST: 8 levels and
+    36,455 codewords instead of 38,415). Pass `min_coverage=0` for the full tree (down to
+    `min_cluster_size`), e.g. for hand-made schedules that go below e_floor.
+
+    Large training sets are never held in memory as float32. When there are more
+    than `subsample` samples, each class's tree is fit on a random subset (classes
+    share the budget in proportion to their size), then one streaming pass routes
+    every sample down the tree (nearest child centroid at each level) and measures
+    the node counts (ω, which eq. 6 needs exact) and errors over all samples. The
+    codewords stay the centroids fit on the subset: they are the points that routed
+    the samples, so the recorded errors are exactly those of quantizing to them, and
+    a second pass for the members' exact means is not needed (they differ from the
+    subset means only by sampling noise). The shape of such a tree is decided on the
+    subset: its leaves hold about `min_cluster_size` subset samples.
 
     Distances are Euclidean on the flattened features exactly as given (computed in
     float32); inputs are not rescaled, so fit the codebook on the same scaling that
@@ -56,27 +78,36 @@ class HierarchicalCodebook(BaseEstimator):
             `None` means `branching`. Defaults to `None`.
         target_error: Nodes whose mean quantization error is at most this are not
             split. Defaults to `0.0`.
+        min_coverage: The floor level is the last one before a level that would
+            hold less than this fraction of the samples; below it, only nodes with
+            a mean error above the floor level's are split. `0` builds the full
+            tree. Defaults to `0.5`, the coverage of the level that
+            `schedules.from_codebook` ends on.
+        subsample: Most samples the k-means trees are fit on, or `None` for all.
+            With at most this many samples (MNIST), every tree is fit on its whole
+            class, exactly. The subset is held as float32 (300 MB at 784 features),
+            and the trees get about one codeword per 2 to 3 of its samples.
+            Defaults to `100_000`.
         max_iter: Lloyd iterations per split. Defaults to `25`.
         backend: Clustering library: `"faiss"`, `"sklearn"`, or `"auto"` (faiss when
             installed, else scikit-learn). Defaults to `"auto"`.
-        n_jobs: Threads over classes; `None` means all cores. Defaults to `None`.
-        random_state: Seed for the k-means initialisations; the same seed gives the
-            same codebook. Defaults to `None`.
-        verbose: `1` shows a progress bar and a per-level summary. Defaults to `0`.
+        n_jobs: Threads; `None` means all cores. Defaults to `None`.
+        random_state: Seed for the subsets and the k-means initialisations; the
+            same seed gives the same codebook. Defaults to `None`.
+        verbose: `1` prints a per-level summary. Defaults to `0`.
 
     Attributes:
         codewords_: ndarray of shape (n_nodes, n_features), float32 node centroids,
             sorted by level. Reshape rows to `feature_shape_` to get inputs.
         node_level_: ndarray of shape (n_nodes,), depth of each node (0 = class root).
-        node_parent_: ndarray of shape (n_nodes,), parent node, -1 for roots.
+        node_parent_: ndarray of shape (n_nodes,), parent node, -1 for roots. Every
+            parent's index is smaller than its children's.
         node_label_: ndarray of shape (n_nodes,), class of each node (-1 without labels).
         node_count_: ndarray of shape (n_nodes,), samples under each node (ω).
         node_mean_error_: ndarray of shape (n_nodes,), mean distance of the node's
             samples to its codeword.
         node_max_error_: ndarray of shape (n_nodes,), their maximum distance.
-        sample_node_: ndarray of shape (n_samples,), each sample's deepest node.
-        sample_paths_: ndarray of shape (n_samples, n_levels_), each sample's chain of
-            nodes from level 0 down, padded with -1 below its deepest node.
+        sample_node_: int32 ndarray of shape (n_samples,), each sample's deepest node.
         n_levels_: int, number of levels.
         feature_shape_: tuple, the shape of one input sample.
         fingerprint_: dict identifying the training data (shape, dtype, SHA-256).
@@ -89,6 +120,7 @@ class HierarchicalCodebook(BaseEstimator):
     >>> frontier = codebook.frontier(epsilon=7.5)
     >>> frontier.size, frontier.node_weights.sum() + len(frontier.samples)
     (..., 60000)
+    >>> big = keras_agd.HierarchicalCodebook().fit(np.load("x.npy", mmap_mode="r"), y)
 
     Reference:
         H. Pan and H. Jiang, "Annealed Gradient Descent for Deep Learning", UAI 2015.
@@ -100,6 +132,8 @@ class HierarchicalCodebook(BaseEstimator):
         max_depth=None,
         min_cluster_size=None,
         target_error=0.0,
+        min_coverage=0.5,
+        subsample=100_000,
         max_iter=25,
         backend="auto",
         n_jobs=None,
@@ -110,6 +144,8 @@ class HierarchicalCodebook(BaseEstimator):
         self.max_depth = max_depth
         self.min_cluster_size = min_cluster_size
         self.target_error = target_error
+        self.min_coverage = min_coverage
+        self.subsample = subsample
         self.max_iter = max_iter
         self.backend = backend
         self.n_jobs = n_jobs
@@ -120,46 +156,43 @@ class HierarchicalCodebook(BaseEstimator):
         """Builds the codebook.
 
         Args:
-            x: Array of shape `(N, ...)`, numeric, finite.
-            y: Optional integer class labels of shape `(N,)`. With labels, each class
-                gets its own tree; without, the whole set is one tree.
+            x: Samples of shape `(N, ...)`, numeric and finite: an array, an
+                `np.memmap`, a tfds data source, or a `keras_agd.Source`.
+            y: Optional integer class labels of shape `(N,)` (or in the `Source`).
+                With labels, each class gets its own tree; without, the whole set
+                is one tree.
 
         Returns:
             `self`.
         """
         start = time.perf_counter()
         self._check_params()
-        x, y = _check_inputs(x, y)
-        features = np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.float32)
-        min_cluster_size = self.min_cluster_size or self.branching
+        source = as_source(x, y)
         backend = resolve_backend(self.backend)
-        classes = np.unique(y) if y is not None else np.array([-1])
-        seeds = np.random.SeedSequence(self.random_state).spawn(len(classes))
-
-        def build(label, seed):
-            members = np.flatnonzero(y == label) if y is not None else np.arange(len(x))
-            return ClassTree(
-                features,
-                members,
-                branching=self.branching,
-                min_cluster_size=min_cluster_size,
-                max_depth=self.max_depth,
-                target_error=self.target_error,
-                max_iter=self.max_iter,
-                backend=backend,
-                seed=seed.generate_state(1)[0],
-            )
-
-        progress = _progress_bar(len(classes)) if self.verbose else None
-        with _faiss_single_threaded(backend), ThreadPoolExecutor(self._threads()) as pool:
-            trees = []
-            for tree in pool.map(build, classes, seeds):
-                trees.append(tree)
-                if progress:
-                    progress.add(1, [("nodes", sum(len(t.counts) for t in trees))])
-        self._set_nodes(trees, classes, len(x))
-        self.feature_shape_ = tuple(x.shape[1:])
-        self.fingerprint_ = _codebook_file.fingerprint(x, y)
+        labels = source.labels
+        classes = np.unique(labels) if labels is not None else np.array([-1])
+        members = (
+            [np.flatnonzero(labels == label) for label in classes]
+            if labels is not None
+            else [np.arange(source.n_samples)]
+        )
+        seeds = np.random.SeedSequence(self.random_state).spawn(len(classes) + 1)
+        fit_on = _subsample(members, self.subsample, np.random.default_rng(seeds[-1]))
+        forest = KMeansForest(
+            [_read_features(source, ids) for ids in fit_on],
+            [seed.generate_state(1)[0] for seed in seeds[:-1]],
+            branching=self.branching,
+            min_cluster_size=self.min_cluster_size or self.branching,
+            max_depth=self.max_depth,
+            target_error=self.target_error,
+            min_coverage=self.min_coverage,
+            max_iter=self.max_iter,
+            backend=backend,
+            threads=self._threads(),
+        )
+        self._set_nodes(forest, classes, members, fit_on, source)
+        self.feature_shape_ = tuple(source.sample_shape)
+        self.fingerprint_ = _streaming.fingerprint(source)
         self.build_seconds_ = time.perf_counter() - start
         if self.verbose:
             print(self.summary())
@@ -170,7 +203,8 @@ class HierarchicalCodebook(BaseEstimator):
 
         Every sample is replaced by the uppermost node on its chain whose error is
         strictly below `epsilon`, or kept as itself where no node is. So
-        `epsilon=inf` gives level 0 and `epsilon=0` the raw samples.
+        `epsilon=inf` gives level 0 and `epsilon=0` the raw samples. Costs
+        O(n_nodes + N).
 
         Args:
             epsilon: Non-negative quantization error (may be `inf`).
@@ -180,10 +214,11 @@ class HierarchicalCodebook(BaseEstimator):
         Returns:
             A `Frontier`; its weights sum to the number of training samples.
         """
-        check_is_fitted(self, "sample_paths_")
-        chosen = self.quantize(np.arange(len(self.sample_paths_)), epsilon, criterion)
-        nodes, node_weights = np.unique(chosen[chosen >= 0], return_counts=True)
-        return Frontier(nodes, node_weights, np.flatnonzero(chosen < 0))
+        check_is_fitted(self, "sample_node_")
+        chosen = self._chosen_nodes(epsilon, criterion)
+        nodes = np.flatnonzero(chosen == np.arange(len(chosen)))
+        samples = np.flatnonzero(chosen[self.sample_node_] < 0)
+        return Frontier(nodes, self.node_count_[nodes], samples)
 
     def quantize(self, sample_indices, epsilon, criterion="mean"):
         """The codeword chosen for each sample at `epsilon`, as in `frontier`.
@@ -197,14 +232,9 @@ class HierarchicalCodebook(BaseEstimator):
             Integer array like `sample_indices`: the chosen node, or -1 where the
             sample stands for itself.
         """
-        check_is_fitted(self, "sample_paths_")
-        errors = self._node_errors(criterion)
-        epsilon = _check_epsilon(epsilon)
-        paths = self.sample_paths_[np.asarray(sample_indices)]
-        below = (paths >= 0) & (errors[paths] < epsilon)
-        first = below.argmax(axis=-1)
-        chosen = np.take_along_axis(paths, first[..., None], axis=-1)[..., 0]
-        return np.where(below.any(axis=-1), chosen, -1)
+        check_is_fitted(self, "sample_node_")
+        chosen = self._chosen_nodes(epsilon, criterion)
+        return chosen[self.sample_node_[np.asarray(sample_indices)]]
 
     def level_summary(self):
         """Per level: codewords, samples covered, count-weighted mean and max error.
@@ -213,7 +243,7 @@ class HierarchicalCodebook(BaseEstimator):
             List of dicts with keys `level`, `codewords`, `samples`, `mean_error`,
             `max_error`.
         """
-        check_is_fitted(self, "sample_paths_")
+        check_is_fitted(self, "sample_node_")
         rows = []
         for level in range(self.n_levels_):
             at = self.node_level_ == level
@@ -246,13 +276,16 @@ class HierarchicalCodebook(BaseEstimator):
     def verify(self, x, y=None):
         """Raises `ValueError` unless `x` (and `y`) are the data this codebook was fit on.
 
+        Reads the data once in batches; an array and a memory map of the same bytes
+        are the same data.
+
         Args:
-            x: Training inputs.
+            x: Training inputs (anything `fit` accepts).
             y: Training labels, if the codebook was fit with labels.
         """
         check_is_fitted(self, "fingerprint_")
-        x, y = _check_inputs(x, y)
-        _codebook_file.check_fingerprint(self.fingerprint_, _codebook_file.fingerprint(x, y))
+        received = _streaming.fingerprint(as_source(x, y))
+        _codebook_file.check_fingerprint(self.fingerprint_, received)
 
     def save(self, path):
         """Writes the codebook to one `.npz` file (atomically; no pickle).
@@ -260,7 +293,7 @@ class HierarchicalCodebook(BaseEstimator):
         Args:
             path: Destination file path.
         """
-        check_is_fitted(self, "sample_paths_")
+        check_is_fitted(self, "sample_node_")
         _codebook_file.save(path, self)
 
     @classmethod
@@ -278,6 +311,24 @@ class HierarchicalCodebook(BaseEstimator):
         """
         return _codebook_file.load(path, cls)
 
+    @property
+    def sample_paths_(self):
+        """ndarray of shape (n_samples, n_levels_): each sample's chain of nodes.
+
+        Level 0 first, padded with -1 below its deepest node. Computed on each access
+        in O(N * n_levels_) memory, for tests and code that walks whole chains;
+        `frontier` and `quantize` do not need it.
+        """
+        check_is_fitted(self, "sample_node_")
+        paths = np.full((len(self.sample_node_), self.n_levels_), -1, np.int64)
+        rows = np.arange(len(self.sample_node_))
+        node = self.sample_node_.astype(np.int64)
+        while len(rows):
+            paths[rows, self.node_level_[node]] = node
+            node = self.node_parent_[node]
+            rows, node = rows[node >= 0], node[node >= 0]
+        return paths
+
     def _check_params(self):
         _check_int("branching", self.branching, minimum=2)
         _check_int("max_iter", self.max_iter, minimum=1)
@@ -285,12 +336,18 @@ class HierarchicalCodebook(BaseEstimator):
             _check_int("max_depth", self.max_depth, minimum=1)
         if self.min_cluster_size is not None:
             _check_int("min_cluster_size", self.min_cluster_size, minimum=1)
+        if self.subsample is not None:
+            _check_int("subsample", self.subsample, minimum=1)
         if self.n_jobs is not None:
             _check_int("n_jobs", self.n_jobs, minimum=1)
         if not (np.isfinite(self.target_error) and self.target_error >= 0):
             raise ValueError(
                 f"`target_error` must be a finite number >= 0. Received: "
                 f"target_error={self.target_error}"
+            )
+        if not 0 <= self.min_coverage <= 1:
+            raise ValueError(
+                f"`min_coverage` must be in [0, 1]. Received: min_coverage={self.min_coverage}"
             )
         if self.backend not in BACKENDS:
             raise ValueError(
@@ -307,41 +364,78 @@ class HierarchicalCodebook(BaseEstimator):
             return self.node_max_error_
         raise ValueError(f"`criterion` must be 'mean' or 'max'. Received: criterion={criterion!r}")
 
-    def _set_nodes(self, trees, classes, n_samples):
-        offsets = np.cumsum([0] + [len(tree.counts) for tree in trees])
-        levels = np.concatenate([tree.levels for tree in trees])
-        # Sorting nodes by level keeps each level contiguous; `rank` maps old ids to new.
-        order = np.argsort(levels, kind="stable")
-        rank = np.empty_like(order)
-        rank[order] = np.arange(len(order))
-        parents = np.concatenate(
-            [np.where(t.parents >= 0, t.parents + o, -1) for t, o in zip(trees, offsets)]
-        )
-        sample_node = np.empty(n_samples, np.int64)
-        for tree, offset in zip(trees, offsets):
-            sample_node[tree.sample_ids] = rank[tree.deepest + offset]
+    def _chosen_nodes(self, epsilon, criterion):
+        """Per node: the uppermost node of its chain with error below ε, else -1."""
+        below = self._node_errors(criterion) < _check_epsilon(epsilon)
+        chosen = np.where(below, np.arange(len(below)), -1)
+        # Nodes are sorted by level, so a parent is settled before its children read it.
+        bounds = np.searchsorted(self.node_level_, np.arange(self.n_levels_ + 1))
+        for lo, hi in zip(bounds[1:-1], bounds[2:]):
+            inherited = chosen[self.node_parent_[lo:hi]]
+            chosen[lo:hi] = np.where(inherited >= 0, inherited, chosen[lo:hi])
+        return chosen
 
-        self.codewords_ = np.concatenate([tree.centroids for tree in trees])[order]
-        self.node_level_ = levels[order]
-        self.node_parent_ = np.where(parents >= 0, rank[np.maximum(parents, 0)], -1)[order]
-        self.node_label_ = np.repeat(classes, [len(tree.counts) for tree in trees])[order]
-        self.node_count_ = np.concatenate([tree.counts for tree in trees])[order]
-        self.node_mean_error_ = np.concatenate([tree.mean_errors for tree in trees])[order]
-        self.node_max_error_ = np.concatenate([tree.max_errors for tree in trees])[order]
-        self.sample_node_ = sample_node
-        self._set_paths()
-
-    def _set_paths(self):
-        """Derives `sample_paths_` and `n_levels_` from `sample_node_` and the parents."""
+    def _set_nodes(self, forest, classes, members, fit_on, source):
+        """Stores the forest's nodes; routes the samples the trees were not fit on."""
+        sample_node = np.zeros(source.n_samples, np.int32)
+        roots = np.full(source.n_samples, -1, np.int64)
+        tree_roots = np.flatnonzero(forest.parents < 0)
+        streamed = np.array([len(fitted) < len(ids) for ids, fitted in zip(members, fit_on)])
+        for tree, ids in enumerate(members):
+            if streamed[tree]:
+                roots[ids] = tree_roots[tree]
+            else:  # Fit on the whole class: the k-means memberships are exact.
+                sample_node[ids] = forest.deepest[tree]
+        counts, mean_errors = forest.counts, forest.mean_errors
+        max_errors = forest.max_errors
+        if streamed.any():
+            routed = _streaming.route(
+                source,
+                forest.centroids,
+                forest.parents,
+                forest.levels,
+                roots,
+                sample_node,
+                threads=self._threads(),
+            )
+            redo = streamed[forest.trees]
+            counts = np.where(redo, routed[0], counts)
+            mean_errors = np.where(redo, routed[1], mean_errors)
+            max_errors = np.where(redo, routed[2], max_errors)
+        # A subset's centroid can be nearest to no sample; it (and its subtree) goes.
+        keep = counts > 0
+        new_id = np.cumsum(keep) - 1
+        parents = forest.parents[keep]
+        self.codewords_ = forest.centroids if keep.all() else forest.centroids[keep]
+        self.node_level_ = forest.levels[keep]
+        self.node_parent_ = np.where(parents >= 0, new_id[np.maximum(parents, 0)], -1)
+        self.node_label_ = classes[forest.trees[keep]]
+        self.node_count_ = counts[keep]
+        self.node_mean_error_ = mean_errors[keep]
+        self.node_max_error_ = max_errors[keep]
+        self.sample_node_ = new_id[sample_node].astype(np.int32)
         self.n_levels_ = int(self.node_level_.max()) + 1
-        paths = np.full((len(self.sample_node_), self.n_levels_), -1, np.int64)
-        rows = np.arange(len(self.sample_node_))
-        node = self.sample_node_
-        while len(rows):
-            paths[rows, self.node_level_[node]] = node
-            node = self.node_parent_[node]
-            rows, node = rows[node >= 0], node[node >= 0]
-        self.sample_paths_ = paths
+
+
+def _subsample(members, budget, rng):
+    """Per class, the sorted samples its tree is fit on: all, or a share of `budget`."""
+    n_samples = sum(len(ids) for ids in members)
+    if budget is None or n_samples <= budget:
+        return members
+    fit_on = []
+    for ids in members:
+        share = max(1, round(budget * len(ids) / n_samples))
+        fit_on.append(ids if share >= len(ids) else np.sort(rng.choice(ids, share, replace=False)))
+    return fit_on
+
+
+def _read_features(source, ids):
+    """The samples `ids` as a float32 matrix, checked finite."""
+    features = source.read(ids).reshape(len(ids), -1).astype(np.float32)
+    if not np.isfinite(features).all():
+        bad = int((~np.isfinite(features)).sum())
+        raise ValueError(f"`x` contains {bad} NaN or infinite values.")
+    return features
 
 
 def _check_int(name, value, minimum):
@@ -354,55 +448,3 @@ def _check_epsilon(epsilon):
     if np.isnan(epsilon) or epsilon < 0:
         raise ValueError(f"`epsilon` must be >= 0 (inf allowed). Received: epsilon={epsilon}")
     return epsilon
-
-
-def _check_inputs(x, y):
-    """Validates the training data; returns `x` and labels as an int64 vector (or None)."""
-    x = np.asarray(x)
-    if x.ndim == 0 or len(x) == 0:
-        raise ValueError(f"`x` must be a non-empty array of shape (N, ...). Received: {x.shape}")
-    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
-        raise ValueError(f"`x` must hold integers or floats. Received dtype: {x.dtype}")
-    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
-        bad = int((~np.isfinite(x)).sum())
-        raise ValueError(f"`x` contains {bad} NaN or infinite values.")
-    if y is None:
-        return x, None
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError(
-            f"`y` must be a vector of class indices (not one-hot). Received shape: {y.shape}"
-        )
-    if len(y) != len(x):
-        raise ValueError(f"`x` and `y` must have the same length. Received: {len(x)} and {len(y)}")
-    if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-        y = y.astype(np.int64)
-    if not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"`y` must hold integer class labels. Received dtype: {y.dtype}")
-    if y.min() < 0:
-        raise ValueError(f"`y` must hold non-negative class labels. Received: min(y)={y.min()}")
-    return x, y.astype(np.int64)
-
-
-def _progress_bar(n_classes):
-    import keras
-
-    return keras.utils.Progbar(n_classes, unit_name="class", stateful_metrics=["nodes"])
-
-
-@contextlib.contextmanager
-def _faiss_single_threaded(backend):
-    """Runs faiss on one OpenMP thread per call, since classes already run in parallel."""
-    if backend != "faiss":
-        yield
-        return
-    import faiss
-
-    previous = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(previous)

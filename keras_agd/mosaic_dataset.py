@@ -62,8 +62,7 @@ def mosaic_dataset(
     if source.labels is None:
         raise ValueError("keras_agd.mosaic_dataset needs class labels: pass `y` or `y_key`.")
     codebook = annealing.codebook
-    # TODO(merge): codebook.verify(source) once the codebook reads sources.
-    codebook.verify(source.array, source.labels)
+    codebook.verify(source)
     read_batch = _batch_reader(codebook, source)
     x_shape = (None, *source.sample_shape)
     regular = None if regular_dataset is None else _regular_batches(regular_dataset, x_shape)

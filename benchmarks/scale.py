@@ -1,0 +1,308 @@
+"""Scale benchmark on a large memory-mapped data set; prints JSON.
+
+The data set is MNIST tiled to `--n-samples` rows (uint8, 784 features, 10 classes),
+every copy shifted by up to 2 pixels and perturbed by noise, so that it is not 66
+exact copies. It is written as a raw memory map (`x.u8`, `y.u8`) to `--data-dir`
+(default: a temporary folder, deleted at the end unless `--keep`).
+
+python benchmarks/scale.py                                   # 4,000,000 x 784, 3.1 GB
+python benchmarks/scale.py --n-samples 400000 --data-dir /tmp/agd-scale --keep
+python benchmarks/scale.py --stage codebook                  # the codebook alone
+python benchmarks/scale.py --stage data --data-dir /tmp/agd-scale   # only write the data
+
+Stages:
+    data: write the memory map (in this process).
+    codebook: write it in a child process (so that its memory does not count), then
+        fit `HierarchicalCodebook` through `Source(np.memmap)` and report wall time,
+        CPU time and memory. `ru_maxrss` counts the memory map's pages that the fit
+        touched (clean, file-backed, reclaimable: page cache mapped into the process);
+        `peak_rss_anon_mib`, sampled every 20 ms, is the process's own memory.
+    all (default): the codebook stage, then an MLP (784-256-10, uint8 inputs rescaled
+        in the model) trained with AGD for 2 mosaic epochs and 1 regular epoch through
+        `mosaic_dataset` over the memory map, and beside it the same MLP with SGD fed
+        by a plain tf.data pipeline over the same memory map (the same random rows per
+        batch, read with NumPy in a `tf.numpy_function`), for 2 epochs. Throughput is
+        samples per second of the regular epoch (AGD) and of each plain epoch; each
+        includes one XLA compilation for its batch shape.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from _common import default_mnist_path, machine, print_json
+
+import keras_agd
+from keras_agd.sources import Source
+
+N_FEATURES = 28 * 28
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--stage", default="all", choices=["data", "codebook", "all"])
+    parser.add_argument("--n-samples", type=int, default=4_000_000)
+    parser.add_argument("--data-dir", default=None, help="where the memory map goes")
+    parser.add_argument("--keep", action="store_true", help="keep the data afterwards")
+    parser.add_argument("--mnist", default=default_mnist_path(), help="path to mnist.npz")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--subsample", type=int, default=None, help="default: the library's")
+    parser.add_argument("--n-jobs", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--mosaic-batch-size", type=int, default=4096)
+    args = parser.parse_args()
+
+    data_dir = args.data_dir or tempfile.mkdtemp(prefix="keras-agd-scale-")
+    os.makedirs(data_dir, exist_ok=True)
+    try:
+        if args.stage == "data":
+            result = {"data": write_data(data_dir, args.n_samples, args.mnist, args.seed)}
+        else:
+            sampler = _PeakSampler()
+            baseline = sampler.peak.copy()
+            codebook, source, result = codebook_stage(data_dir, args)
+            result = {"codebook": result}
+            if args.stage == "all":
+                result["train"] = train_stage(codebook, source, args)
+            sampler.stop()
+            result["memory_mib"] = {
+                "interpreter_baseline_rss": baseline["VmRSS"],
+                "peak_rss_anon_increase": sampler.peak["RssAnon"] - baseline["RssAnon"],
+                "peak_rss_file": sampler.peak["RssFile"],
+                "vm_hwm_increase": sampler.peak["VmHWM"] - baseline["VmRSS"],
+                "note": "RssFile is the memory map's clean page cache mapped into the process "
+                "(reclaimable); RssAnon is the process's own memory",
+            }
+    finally:
+        if args.keep:
+            pass
+        elif args.data_dir is None:
+            shutil.rmtree(data_dir)
+        else:
+            remove_data(data_dir)
+    result.update({"benchmark": "scale", "stage": args.stage, "machine": machine()})
+    print_json(result)
+
+
+def data_paths(data_dir):
+    return os.path.join(data_dir, "x.u8"), os.path.join(data_dir, "y.u8")
+
+
+def write_data(data_dir, n_samples, mnist_path, seed):
+    """Writes `n_samples` shifted, noisy MNIST digits as raw uint8 memory maps."""
+    start = time.perf_counter()
+    (images, labels), _ = keras_agd.datasets.load_mnist(mnist_path)
+    rng = np.random.default_rng(seed)
+    x_path, y_path = data_paths(data_dir)
+    x = np.memmap(x_path, np.uint8, "w+", shape=(n_samples, N_FEATURES))
+    y = np.memmap(y_path, np.uint8, "w+", shape=(n_samples,))
+    for begin in range(0, n_samples, len(images)):
+        end = min(begin + len(images), n_samples)
+        pick = rng.permutation(len(images))[: end - begin]
+        block = images[pick]
+        # Each copy moves by up to 2 pixels each way (25 shifts), then gets noise.
+        shifts = rng.integers(0, 25, len(block))
+        for shift in range(25):
+            rows = shifts == shift
+            block[rows] = np.roll(block[rows], (shift // 5 - 2, shift % 5 - 2), axis=(1, 2))
+        noisy = block.reshape(len(block), -1).astype(np.int16)
+        noisy += rng.integers(-12, 13, noisy.shape, dtype=np.int16)
+        x[begin:end] = np.clip(noisy, 0, 255)
+        y[begin:end] = labels[pick]
+    x.flush()
+    y.flush()
+    return {
+        "n_samples": n_samples,
+        "n_features": N_FEATURES,
+        "gib_on_disk": os.path.getsize(x_path) / 2**30,
+        "write_seconds": time.perf_counter() - start,
+    }
+
+
+def remove_data(data_dir):
+    for path in data_paths(data_dir):
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def codebook_stage(data_dir, args):
+    x_path, y_path = data_paths(data_dir)
+    expected = args.n_samples * N_FEATURES
+    data = None
+    if not (os.path.exists(x_path) and os.path.getsize(x_path) == expected):
+        # A child process writes the data, so its memory does not count here.
+        command = [sys.executable, __file__, "--stage", "data", "--keep"]
+        command += ["--data-dir", data_dir, "--n-samples", str(args.n_samples)]
+        command += ["--seed", str(args.seed)] + (["--mnist", args.mnist] if args.mnist else [])
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        data = json.loads(output)["data"]
+
+    x = np.memmap(x_path, np.uint8, "r", shape=(args.n_samples, N_FEATURES))
+    y = np.fromfile(y_path, np.uint8)
+    source = Source(x, y)
+    options = {"subsample": args.subsample} if args.subsample else {}
+    codebook = keras_agd.HierarchicalCodebook(n_jobs=args.n_jobs, random_state=args.seed, **options)
+    baseline = _status()
+    baseline_maxrss = _maxrss_mib()
+    sampler = _PeakSampler()
+    cpu = time.process_time()
+    start = time.perf_counter()
+    codebook.fit(source)
+    seconds = time.perf_counter() - start
+    cpu = time.process_time() - cpu
+    sampler.stop()
+    after = _status()
+    levels = codebook.level_summary()
+    return (
+        codebook,
+        source,
+        {
+            "data": data or {"n_samples": args.n_samples, "reused": data_dir},
+            "params": codebook.get_params(),
+            "fit_seconds": seconds,
+            "fit_cpu_seconds": cpu,
+            "codewords": int(len(codebook.node_count_)),
+            "codewords_per_level": [row["codewords"] for row in levels],
+            "samples_per_level": [row["samples"] for row in levels],
+            "mean_error_per_level": [round(row["mean_error"], 2) for row in levels],
+            "weights_sum": int(codebook.frontier(np.inf).node_weights.sum()),
+            "memory_mib": {
+                "baseline_rss": baseline["VmRSS"],
+                "ru_maxrss": _maxrss_mib(),
+                "ru_maxrss_increase": _maxrss_mib() - baseline_maxrss,
+                "vm_hwm": after["VmHWM"],
+                "peak_rss_anon": sampler.peak["RssAnon"],
+                "peak_rss_anon_increase": sampler.peak["RssAnon"] - baseline["RssAnon"],
+                "peak_rss_file": sampler.peak["RssFile"],
+                "codewords": codebook.codewords_.nbytes / 2**20,
+            },
+            "shared_machine": "2 cores shared with another engineer's test runs",
+        },
+    )
+
+
+def train_stage(codebook, source, args):
+    def mlp(optimizer):
+        keras.utils.set_random_seed(args.seed)
+        model = keras.Sequential(
+            [
+                keras.Input((N_FEATURES,)),
+                keras.layers.Rescaling(1 / 255.0),
+                keras.layers.Dense(256, activation="relu"),
+                keras.layers.Dense(10),
+            ]
+        )
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        model.compile(optimizer, loss, jit_compile=True)
+        return model
+
+    start = time.perf_counter()
+    annealing = keras_agd.Annealing(
+        codebook,
+        keras_agd.schedules.from_codebook(codebook, mosaic_epochs=2),
+        batch_size=args.batch_size,
+        mosaic_batch_size=args.mosaic_batch_size,
+        seed=args.seed,
+    )
+    dataset = keras_agd.mosaic_dataset(annealing, source)  # Checks the fingerprint.
+    build_seconds = time.perf_counter() - start
+    clock = _EpochClock()
+    model = mlp(keras_agd.AGD(0.05, momentum=0.9))
+    history = model.fit(dataset, epochs=3, verbose=0, callbacks=[clock, annealing]).history
+
+    x, y = source.array, source.labels
+
+    def read(indices):
+        indices = np.sort(indices)
+        return np.asarray(x[indices], np.float32), y[indices]
+
+    order = np.random.default_rng(args.seed).permutation(len(x))
+    plain = tf.data.Dataset.from_tensor_slices(order).batch(args.batch_size)
+    plain = plain.map(
+        lambda i: tf.numpy_function(read, [i], [tf.float32, tf.int64]),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    plain = plain.map(
+        lambda a, b: (tf.ensure_shape(a, [None, N_FEATURES]), tf.ensure_shape(b, [None]))
+    )
+    plain_clock = _EpochClock()
+    mlp(keras.optimizers.SGD(0.05, momentum=0.9)).fit(
+        plain.prefetch(tf.data.AUTOTUNE), epochs=2, verbose=0, callbacks=[plain_clock]
+    )
+    regular = clock.seconds[2]
+    return {
+        "pipeline_build_seconds": build_seconds,
+        "agd_epoch_seconds": clock.seconds,
+        "frontier_size": history["frontier_size"],
+        "mosaic_phase": history["mosaic_phase"],
+        "loss": history["loss"],
+        "agd_regular_samples_per_second": len(x) / regular,
+        "plain_epoch_seconds": plain_clock.seconds,
+        "plain_samples_per_second": [len(x) / s for s in plain_clock.seconds],
+        # Above 1: the regular epoch through mosaic_dataset is slower than plain tf.data.
+        "regular_over_plain_seconds": [regular / s for s in plain_clock.seconds],
+    }
+
+
+class _EpochClock(keras.callbacks.Callback):
+    """Wall seconds of each epoch, listed first so that it counts the epoch planning."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.start)
+
+
+def _maxrss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _status():
+    """VmRSS, VmHWM, RssAnon, RssFile of this process, in MiB."""
+    values = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
+                values[key] = int(value.split()[0]) / 1024
+    return values
+
+
+class _PeakSampler:
+    """Polls `_status()` in a thread; `peak` holds each field's maximum."""
+
+    def __init__(self, interval=0.02):
+        self.peak = _status()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _run(self, interval):
+        while not self._done.wait(interval):
+            for key, value in _status().items():
+                self.peak[key] = max(self.peak[key], value)
+
+    def stop(self):
+        self._done.set()
+        self._thread.join()
+        for key, value in _status().items():
+            self.peak[key] = max(self.peak[key], value)
+
+
+if __name__ == "__main__":
+    main()
