@@ -32,6 +32,8 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Measure the keras_agd of this checkout, not an installed copy.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -995,8 +997,14 @@ def classify(case):
 def classify_isolated(index):
     """Runs case `index` in a fresh interpreter, so that a crash only kills that one."""
     command = [sys.executable, __file__, "--case", str(index)]
+    # The child imports the same keras_agd as this process (not an installed copy).
+    package_root = str(Path(keras_agd.__file__).resolve().parents[1])
+    path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=4 * TIMEOUT_S)
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=4 * TIMEOUT_S, env=env
+        )
     except subprocess.TimeoutExpired:
         return "crash_or_hang", "subprocess timed out"
     if done.returncode != 0:

@@ -7,6 +7,7 @@ import tempfile
 
 import numpy as np
 
+from keras_agd import _validation
 from keras_agd._npz import read_npz
 
 FORMAT = "keras_agd.HierarchicalCodebook"
@@ -70,26 +71,49 @@ def save(path, codebook):
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "params": {name: getattr(codebook, name) for name in PARAMS},
+        "params": {name: _json_param(getattr(codebook, name)) for name in PARAMS},
         "feature_shape": list(codebook.feature_shape_),
         "fingerprint": codebook.fingerprint_,
         "build_seconds": codebook.build_seconds_,
     }
     metadata["checksum"] = _checksum(metadata, arrays)
-    path = os.fspath(path)
-    # Write beside the target, then rename: an interrupted save never leaves half a file.
+    path = _validation.check_path("path", path)
     directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(
+            f"Cannot save the codebook to {path!r}: it is a folder. Pass a file path, "
+            f"e.g. {os.path.join(path, 'codebook.npz')!r}."
+        )
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(
+            f"Cannot save the codebook to {path!r}: the folder {directory!r} does not exist."
+        )
+    # Write beside the target, then rename: an interrupted save never leaves half a file.
     with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as file:
         try:
             np.savez(file, metadata=np.array(json.dumps(metadata)), **arrays)
         except BaseException:
             os.unlink(file.name)
             raise
-    os.replace(file.name, path)
+    try:
+        os.replace(file.name, path)
+    except BaseException:
+        os.unlink(file.name)
+        raise
+
+
+def _json_param(value):
+    """A parameter as JSON: NumPy scalars as numbers; a random generator, being
+    state rather than a setting, as None (it only matters to a refit)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.random.RandomState | np.random.Generator):
+        return None
+    return value
 
 
 def load(path, cls):
-    path = os.fspath(path)
+    path = _validation.check_path("path", path)
     contents = read_npz(path, "codebook")
 
     missing = [name for name in ("metadata", *ARRAYS) if name not in contents]

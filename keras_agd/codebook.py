@@ -1,5 +1,6 @@
 """The hierarchical codebook of annealed gradient descent (Pan & Jiang, section 4.1)."""
 
+import math
 import os
 import time
 from typing import NamedTuple
@@ -8,7 +9,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from keras_agd import _codebook_file, _streaming
+from keras_agd import _codebook_file, _streaming, _validation
 from keras_agd._kmeans_tree import BACKENDS, KMeansForest, resolve_backend
 from keras_agd.sources import as_source
 
@@ -166,7 +167,7 @@ class HierarchicalCodebook(BaseEstimator):
             `self`.
         """
         start = time.perf_counter()
-        self._check_params()
+        params = self._check_params()
         source = as_source(x, y)
         backend = resolve_backend(self.backend)
         labels = source.labels
@@ -176,19 +177,19 @@ class HierarchicalCodebook(BaseEstimator):
             if labels is not None
             else [np.arange(source.n_samples)]
         )
-        seeds = np.random.SeedSequence(self.random_state).spawn(len(classes) + 1)
-        fit_on = _subsample(members, self.subsample, np.random.default_rng(seeds[-1]))
+        seeds = params["random_state"].spawn(len(classes) + 1)
+        fit_on = _subsample(members, params["subsample"], np.random.default_rng(seeds[-1]))
         forest = KMeansForest(
             [_read_features(source, ids) for ids in fit_on],
             [seed.generate_state(1)[0] for seed in seeds[:-1]],
-            branching=self.branching,
-            min_cluster_size=self.min_cluster_size or self.branching,
-            max_depth=self.max_depth,
-            target_error=self.target_error,
-            min_coverage=self.min_coverage,
-            max_iter=self.max_iter,
+            branching=params["branching"],
+            min_cluster_size=params["min_cluster_size"] or params["branching"],
+            max_depth=params["max_depth"],
+            target_error=params["target_error"],
+            min_coverage=params["min_coverage"],
+            max_iter=params["max_iter"],
             backend=backend,
-            threads=self._threads(),
+            threads=params["threads"],
         )
         self._set_nodes(forest, classes, members, fit_on, source)
         self.feature_shape_ = tuple(source.sample_shape)
@@ -233,8 +234,9 @@ class HierarchicalCodebook(BaseEstimator):
             sample stands for itself.
         """
         check_is_fitted(self, "sample_node_")
+        indices = _check_indices(sample_indices, len(self.sample_node_))
         chosen = self._chosen_nodes(epsilon, criterion)
-        return chosen[self.sample_node_[np.asarray(sample_indices)]]
+        return chosen[self.sample_node_[indices]]
 
     def level_summary(self):
         """Per level: codewords, samples covered, count-weighted mean and max error.
@@ -330,32 +332,28 @@ class HierarchicalCodebook(BaseEstimator):
         return paths
 
     def _check_params(self):
-        _check_int("branching", self.branching, minimum=2)
-        _check_int("max_iter", self.max_iter, minimum=1)
-        if self.max_depth is not None:
-            _check_int("max_depth", self.max_depth, minimum=1)
-        if self.min_cluster_size is not None:
-            _check_int("min_cluster_size", self.min_cluster_size, minimum=1)
-        if self.subsample is not None:
-            _check_int("subsample", self.subsample, minimum=1)
-        if self.n_jobs is not None:
-            _check_int("n_jobs", self.n_jobs, minimum=1)
-        if not (np.isfinite(self.target_error) and self.target_error >= 0):
-            raise ValueError(
-                f"`target_error` must be a finite number >= 0. Received: "
-                f"target_error={self.target_error}"
-            )
-        if not 0 <= self.min_coverage <= 1:
-            raise ValueError(
-                f"`min_coverage` must be in [0, 1]. Received: min_coverage={self.min_coverage}"
-            )
+        """The parameters, checked, as Python numbers (faiss takes no NumPy integers)."""
+        check_int, check_number = _validation.check_integer, _validation.check_number
+
+        def optional_int(name, minimum):
+            value = getattr(self, name)
+            return None if value is None else check_int(name, value, minimum)
+
         if self.backend not in BACKENDS:
             raise ValueError(
                 f"`backend` must be one of {BACKENDS}. Received: backend={self.backend!r}"
             )
-
-    def _threads(self):
-        return self.n_jobs or os.cpu_count() or 1
+        return {
+            "branching": check_int("branching", self.branching, 2),
+            "max_iter": check_int("max_iter", self.max_iter, 1, _validation.INT32_MAX),
+            "max_depth": optional_int("max_depth", 1),
+            "min_cluster_size": optional_int("min_cluster_size", 1),
+            "subsample": optional_int("subsample", 1),
+            "target_error": check_number("target_error", self.target_error, 0),
+            "min_coverage": check_number("min_coverage", self.min_coverage, 0, 1),
+            "threads": _threads(self.n_jobs),
+            "random_state": _validation.check_random_state("random_state", self.random_state),
+        }
 
     def _node_errors(self, criterion):
         if criterion == "mean":
@@ -366,7 +364,8 @@ class HierarchicalCodebook(BaseEstimator):
 
     def _chosen_nodes(self, epsilon, criterion):
         """Per node: the uppermost node of its chain with error below ε, else -1."""
-        below = self._node_errors(criterion) < _check_epsilon(epsilon)
+        # A float64 ε: a Python float beyond float32 would overflow when cast to the errors'.
+        below = self._node_errors(criterion) < np.float64(_check_epsilon(epsilon))
         chosen = np.where(below, np.arange(len(below)), -1)
         # Nodes are sorted by level, so a parent is settled before its children read it.
         bounds = np.searchsorted(self.node_level_, np.arange(self.n_levels_ + 1))
@@ -396,7 +395,7 @@ class HierarchicalCodebook(BaseEstimator):
                 forest.levels,
                 roots,
                 sample_node,
-                threads=self._threads(),
+                threads=_threads(self.n_jobs),
             )
             redo = streamed[forest.trees]
             counts = np.where(redo, routed[0], counts)
@@ -430,21 +429,59 @@ def _subsample(members, budget, rng):
 
 
 def _read_features(source, ids):
-    """The samples `ids` as a float32 matrix, checked finite."""
+    """The samples `ids` as a float32 matrix, checked finite and within clustering range."""
     features = source.read(ids).reshape(len(ids), -1).astype(np.float32)
     if not np.isfinite(features).all():
         bad = int((~np.isfinite(features)).sum())
         raise ValueError(f"`x` contains {bad} NaN or infinite values.")
+    if features.size:
+        # k-means sums squared differences in float32: beyond this (with a 10x margin)
+        # they overflow to inf, and faiss aborts the process on the assignments.
+        limit = math.sqrt(_validation.FLOAT32_MAX / (4 * features.shape[1])) / 10
+        largest = float(np.abs(features).max())
+        if largest > limit:
+            raise ValueError(
+                f"`x` must hold values of magnitude at most {limit:.3g} (for "
+                f"{features.shape[1]} features): k-means computes squared distances in "
+                f"float32, where larger ones overflow. Rescale `x` (e.g. to [0, 1]). "
+                f"Received: max |x|={largest:.3g}"
+            )
     return features
 
 
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}")
+def _threads(n_jobs):
+    """Worker threads for `n_jobs`: None is all cores; negative counts back as in joblib."""
+    cores = os.cpu_count() or 1
+    if n_jobs is None:
+        return cores
+    if not (_validation.is_integer(n_jobs) and n_jobs != 0):
+        raise ValueError(
+            "`n_jobs` must be a nonzero integer or None (-1: all cores, -2: all but one). "
+            f"Received: n_jobs={n_jobs!r}"
+        )
+    return int(n_jobs) if n_jobs > 0 else max(cores + 1 + int(n_jobs), 1)
+
+
+def _check_indices(sample_indices, n_samples):
+    indices = np.asarray(sample_indices)
+    if indices.size == 0:
+        return indices.astype(np.int64)
+    if indices.dtype.kind not in "iu":
+        raise ValueError(
+            "`sample_indices` must be integer indices of training samples. "
+            f"Received: sample_indices of dtype {indices.dtype}"
+        )
+    if indices.min() < 0 or indices.max() >= n_samples:
+        raise ValueError(
+            f"`sample_indices` must be in [0, {n_samples}) (no negative indices). "
+            f"Received: sample_indices from {indices.min()} to {indices.max()}"
+        )
+    return indices
 
 
 def _check_epsilon(epsilon):
-    epsilon = float(epsilon)
-    if np.isnan(epsilon) or epsilon < 0:
-        raise ValueError(f"`epsilon` must be >= 0 (inf allowed). Received: epsilon={epsilon}")
-    return epsilon
+    if not (_validation.is_number(epsilon) and epsilon >= 0):
+        raise ValueError(
+            f"`epsilon` must be >= 0 (a number; inf allowed). Received: epsilon={epsilon!r}"
+        )
+    return float(epsilon)

@@ -8,6 +8,7 @@ arguments come from `benchmarks/bad_input_corpus.py`, which counts the same corp
 
 import contextlib
 import math
+import os
 import signal
 import sys
 from pathlib import Path
@@ -254,3 +255,67 @@ def test_corpus_cases_outside_the_codebook(cases, name):
 
 def _is_codebook_case(entry):
     return entry in ("fit", "frontier", "quantize", "save", "load")
+
+
+@pytest.mark.parametrize(
+    "entry, name",
+    [
+        ("fit", "x of shape (N, 0)"),
+        ("fit", "float64 x beyond float32"),
+        ("fit", "random_state RandomState"),
+        ("fit", "random_state Generator"),
+        ("frontier", "epsilon='abc'"),
+        ("quantize", "sample_indices=[-1]"),
+        ("quantize", "sample_indices=[n]"),
+        ("quantize", "sample_indices=[10**6]"),
+        ("quantize", "sample_indices=[0.5]"),
+        ("save", "to a missing folder"),
+        ("save", "onto a folder"),
+        ("save", "path=3"),
+        ("load", "path=None"),
+        ("load", "a parent cycle, checksum recomputed"),
+        ("load", "an edited feature_shape"),
+        ("from_codebook", "identical samples (error 0)"),
+    ],
+)
+def test_corpus_cases_of_the_codebook(cases, entry, name):
+    case = next(case for case in cases if case["entry"] == entry and case["case"] == name)
+    kind, detail = corpus.classify(case)
+    assert kind in ("clear_error", "valid"), f"{entry}: {name}: {kind}: {detail}"
+
+
+@pytest.mark.slow
+def test_values_that_took_faiss_down_are_refused_in_a_subprocess(cases):
+    # x * 1e19 made faiss abort the interpreter (SIGABRT): each case runs in its own.
+    isolated = [index for index, case in enumerate(cases) if case["isolate"]]
+    assert len(isolated) >= 3
+    for index in isolated:
+        kind, detail = corpus.classify_isolated(index)
+        assert kind in ("clear_error", "valid"), f"{cases[index]['case']}: {kind}: {detail}"
+
+
+def test_codebook_parameters_as_numpy_scalars_and_joblib_n_jobs(tmp_path):
+    x, y = corpus.Fixtures.get("data")
+    params = {"branching": np.int64(4), "max_iter": np.int64(5), "target_error": np.float32(0)}
+    codebook = keras_agd.HierarchicalCodebook(n_jobs=-1, random_state=np.int64(0), **params)
+    codebook.fit(x, y)
+    path = tmp_path / "cb.npz"
+    codebook.save(path)
+    loaded = keras_agd.HierarchicalCodebook.load(path)
+    np.testing.assert_array_equal(loaded.codewords_, codebook.codewords_)
+    assert loaded.get_params()["branching"] == 4
+    assert len(codebook.frontier(np.float32(1.0)).nodes) > 0
+    assert list(os.listdir(tmp_path)) == ["cb.npz"]
+
+
+def test_codebook_random_state_as_in_scikit_learn(tmp_path):
+    x, y = corpus.Fixtures.get("data")
+
+    def fit(random_state):
+        return keras_agd.HierarchicalCodebook(branching=4, random_state=random_state).fit(x, y)
+
+    same = fit(np.random.RandomState(0)).codewords_
+    np.testing.assert_array_equal(same, fit(np.random.RandomState(0)).codewords_)
+    fitted = fit(np.random.default_rng(0))
+    fitted.save(tmp_path / "cb.npz")  # A generator is state, saved as None.
+    assert keras_agd.HierarchicalCodebook.load(tmp_path / "cb.npz").random_state is None
