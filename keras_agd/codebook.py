@@ -92,9 +92,12 @@ class HierarchicalCodebook(BaseEstimator):
         max_iter: Lloyd iterations per split. Defaults to `25`.
         backend: Clustering library: `"faiss"`, `"sklearn"`, or `"auto"` (faiss when
             installed, else scikit-learn). Defaults to `"auto"`.
-        n_jobs: Threads; `None` means all cores. Defaults to `None`.
-        random_state: Seed for the subsets and the k-means initialisations; the
-            same seed gives the same codebook. Defaults to `None`.
+        n_jobs: Threads; `None` means all cores, a negative number counts back from
+            them as in joblib (`-1`: all, `-2`: all but one). Defaults to `None`.
+        random_state: Seed for the subsets and the k-means initialisations: an
+            integer (the same seed gives the same codebook), a
+            `np.random.RandomState` or `np.random.Generator` (one seed is drawn from
+            it; saved as `None`), or `None`. Defaults to `None`.
         verbose: `1` prints a per-level summary. Defaults to `0`.
 
     Attributes:
@@ -158,7 +161,9 @@ class HierarchicalCodebook(BaseEstimator):
 
         Args:
             x: Samples of shape `(N, ...)`, numeric and finite: an array, an
-                `np.memmap`, a tfds data source, or a `keras_agd.Source`.
+                `np.memmap`, a tfds data source, or a `keras_agd.Source`. Values
+                must stay below about `1e18 / sqrt(n_features)` in magnitude, so
+                that squared distances fit in float32.
             y: Optional integer class labels of shape `(N,)` (or in the `Source`).
                 With labels, each class gets its own tree; without, the whole set
                 is one tree.
