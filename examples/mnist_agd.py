@@ -28,8 +28,8 @@ def mlp(hidden):
 
 def load_or_build_codebook(path, x, y):
     if path.is_file():
-        codebook = keras_agd.HierarchicalCodebook.load(path)
-        try:
+        try:  # An older format, other data or other parameters: build anew.
+            codebook = keras_agd.HierarchicalCodebook.load(path)
             codebook.verify(x, y)
             return codebook, 0.0
         except ValueError as error:
