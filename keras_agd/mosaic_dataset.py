@@ -134,6 +134,8 @@ def _batch_reader(codebook, source):
         if len(rows) and rows.min() < 0:
             raise ValueError(NOT_FED)
         is_codeword = rows >= n_samples
+        if not is_codeword.any():  # The regular phase: one read, one cast.
+            return source.read(rows).astype(np.float32), labels[rows]
         x = np.empty((len(rows), *source.sample_shape), np.float32)
         y = np.empty(len(rows), np.int64)
         nodes = rows[is_codeword] - n_samples
