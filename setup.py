@@ -18,6 +18,7 @@ setup(
         "numpy>=1.26,<2.5",
         "scikit-learn>=1.3,<1.10",
         "tensorflow-datasets>=4.9,<4.10",
+        "threadpoolctl>=3.1,<4",  # Used directly (one BLAS thread in the codebook's pass).
     ],
     extras_require={
         # Faster k-means for the codebook; without it, scikit-learn's KMeans is used.
