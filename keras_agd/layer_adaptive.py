@@ -207,7 +207,8 @@ class LayerRates:
     def distributed_update_step(self, optimizer, distribution, grads_and_vars, learning_rate):
         """Runs `optimizer.update_step` with each variable's per-layer rate.
 
-        Same contract as Keras' `TFOptimizer._distributed_tf_update_step`: called
+        Same contract as the TF optimizer's distributed update step (see
+        `keras_agd._keras_adapter.hook_update_step`): called
         with the all-reduced gradients, in cross-replica context under a strategy
         that uses `merge_call` and in replica context otherwise.
         """
