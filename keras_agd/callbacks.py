@@ -159,9 +159,9 @@ class Annealing(keras.callbacks.Callback):
             `rows` and `weights` of the batches still to train, the batch size, the
             batches to skip in a user's regular dataset (after a resume), whether the
             epoch holds codewords, and whether it comes from the plan (else from that
-            dataset). Outside `fit` it
-            is a preview (the first batch of the first epoch) followed by a batch of
-            rows that the pipeline refuses with `NOT_FED`, so reading on fails loudly.
+            dataset). Outside `fit` it is a preview (the first batch of the first
+            epoch) followed by a batch of rows that the pipeline refuses with
+            `NOT_FED`, so reading on fails loudly.
         """
         plan = self._plan
         if self._optimizer is None or plan is None:
