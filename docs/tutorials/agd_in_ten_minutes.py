@@ -35,18 +35,9 @@ import importlib.util
 import subprocess
 import sys
 
+PACKAGE = "keras-agd @ git+https://github.com/keras-agd/keras-agd"
 if importlib.util.find_spec("keras_agd") is None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "keras-agd @ git+https://github.com/keras-agd/keras-agd",
-        ],
-        check=True,
-    )
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
 
 # %%
 import os
@@ -117,7 +108,7 @@ for step in range(mosaic_epochs + 1):
     print(f"epoch {step}: ε = {epsilon:.3f}, frontier of {codebook.frontier(epsilon).size:,} items")
 
 # %% [markdown]
-# ## 3. `model.fit` with AGD
+# ## 3. Training with AGD
 #
 # The `Annealing` callback is the single writer: at the start of each epoch it takes the next ε,
 # computes the frontier and plans the epoch; `mosaic_dataset` reads that plan; `AGD` reads the
@@ -202,20 +193,15 @@ sgd = model.fit(
 )
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
 t = agd_clock.seconds
 axes[0].step(t, agd.history["epsilon"], where="post", marker="o")
-axes[0].set(title="AGD: quantization error ε", xlabel="training time (s)", ylabel="ε")
+axes[0].set(title="AGD: quantization error ε at each epoch's end", ylabel="ε")
 axes[1].step(t, agd.history["mosaic_phase"], where="post", marker="o")
-axes[1].set(
-    title="AGD: phase",
-    xlabel="training time (s)",
-    yticks=[0, 1],
-    yticklabels=["samples", "codewords"],
-)
+axes[1].set(title="AGD: phase", yticks=[0, 1], yticklabels=["samples", "codewords"])
 axes[2].plot(t, agd.history["val_accuracy"], marker="o", label="AGD")
 axes[2].plot(sgd_clock.seconds, sgd.history["val_accuracy"], marker="s", label="SGD")
-axes[2].set(title="test accuracy", xlabel="training time (s)")
+axes[2].set(title="test accuracy", xlabel="training time (s)", ylabel="accuracy")
 axes[2].legend()
 fig.tight_layout()
 

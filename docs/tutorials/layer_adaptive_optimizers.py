@@ -34,18 +34,9 @@ import importlib.util
 import subprocess
 import sys
 
+PACKAGE = "keras-agd @ git+https://github.com/keras-agd/keras-agd"
 if importlib.util.find_spec("keras_agd") is None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "keras-agd @ git+https://github.com/keras-agd/keras-agd",
-        ],
-        check=True,
-    )
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
 
 # %%
 import os
@@ -64,10 +55,10 @@ SMALL = os.environ.get("KERAS_AGD_TUTORIAL_SMALL") == "1"
 x_train = x_train.astype("float32")[..., None] / 255.0
 x_test = x_test.astype("float32")[..., None] / 255.0
 if SMALL:
-    x_test, y_test = x_test[:1000], y_test[:1000]
+    x_test, y_test = x_test[:500], y_test[:500]
 
 # Test error every `steps_per_check` steps of batch 64.
-checks, steps_per_check = (3, 10) if SMALL else (6, 50)
+checks, steps_per_check = (2, 10) if SMALL else (6, 50)
 print(f"{checks * steps_per_check} steps of batch 64; test error on {len(x_test)} images")
 
 # %% [markdown]
@@ -160,8 +151,8 @@ for name, (rate, make) in OPTIMIZERS.items():
 
 # %%
 steps = steps_per_check * np.arange(1, checks + 1)
-fig, axes = plt.subplots(1, 4, figsize=(15, 3.6), sharey=True)
-for ax, (name, result) in zip(axes, results.items()):
+fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), sharex=True, sharey=True)
+for ax, (name, result) in zip(axes.flat, results.items()):
     ax.plot(steps, 100 * result["plain"], marker="o", label="plain")
     ax.plot(steps, 100 * result["adaptive"], marker="s", label="layer-adaptive")
     ax.plot(
@@ -171,9 +162,12 @@ for ax, (name, result) in zip(axes, results.items()):
         ls="--",
         label=f"plain, rate x{result['boost']:.2f}",
     )
-    ax.set(title=name, xlabel="training steps", yscale="log")
+    ax.set(title=name, yscale="log")
     ax.legend(fontsize=8)
-axes[0].set_ylabel("test error (%)")
+for ax in axes[1]:
+    ax.set_xlabel("training steps")
+for ax in axes[:, 0]:
+    ax.set_ylabel("test error (%)")
 fig.tight_layout()
 
 # %% [markdown]
@@ -183,13 +177,16 @@ fig.tight_layout()
 # the logs (`"layer_factor/<layer>"`); the same values are in `optimizer.layer_factors`.
 
 # %%
-fig, axes = plt.subplots(1, 4, figsize=(15, 3.4), sharey=True)
-for ax, (name, result) in zip(axes, results.items()):
+fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True, sharey=True)
+for ax, (name, result) in zip(axes.flat, results.items()):
     for layer, values in result["factors"].items():
         ax.plot(steps, values, marker=".", label=layer)
-    ax.set(title=name, xlabel="training steps")
+    ax.set(title=name)
     ax.legend(fontsize=8)
-axes[0].set_ylabel("factor $t_l / t$")
+for ax in axes[1]:
+    ax.set_xlabel("training steps")
+for ax in axes[:, 0]:
+    ax.set_ylabel("factor $t_l / t$")
 fig.tight_layout()
 
 # %% [markdown]

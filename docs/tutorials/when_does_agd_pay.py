@@ -43,18 +43,9 @@ import importlib.util
 import subprocess
 import sys
 
+PACKAGE = "keras-agd @ git+https://github.com/keras-agd/keras-agd"
 if importlib.util.find_spec("keras_agd") is None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "keras-agd @ git+https://github.com/keras-agd/keras-agd",
-        ],
-        check=True,
-    )
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
 
 # %%
 import json
@@ -158,7 +149,7 @@ def curves(result, method, x_key):
 
 
 def plot_workload(result, title, methods):
-    fig, axes = plt.subplots(1, 2, figsize=(14, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     target = 1 - result["summary"]["target_accuracy"]
     for ax, (x_key, xlabel) in zip(
         axes, [("seconds", "training time (s)"), ("examples", "examples processed")]

@@ -32,18 +32,9 @@ import importlib.util
 import subprocess
 import sys
 
+PACKAGE = "keras-agd @ git+https://github.com/keras-agd/keras-agd"
 if importlib.util.find_spec("keras_agd") is None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "keras-agd @ git+https://github.com/keras-agd/keras-agd",
-        ],
-        check=True,
-    )
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
 
 # %%
 import os
