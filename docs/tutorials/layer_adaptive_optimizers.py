@@ -82,7 +82,8 @@ def lenet():
             keras.layers.Flatten(),
             keras.layers.Dense(500, activation="relu", name="dense1"),
             keras.layers.Dense(10, name="dense2"),
-        ]
+        ],
+        name="lenet",
     )
 
 
@@ -180,7 +181,7 @@ fig.tight_layout()
 fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True, sharey=True)
 for ax, (name, result) in zip(axes.flat, results.items()):
     for layer, values in result["factors"].items():
-        ax.plot(steps, values, marker=".", label=layer)
+        ax.plot(steps, values, marker=".", label=layer.split("/")[-1])
     ax.set(title=name)
     ax.legend(fontsize=8)
 for ax in axes[1]:
