@@ -1,6 +1,6 @@
 """The tutorial notebooks: in sync with their sources, and run top to bottom (small data)."""
 
-import sys
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -9,10 +9,11 @@ jupytext = pytest.importorskip("jupytext", reason="the `docs` extra is not insta
 nbclient = pytest.importorskip("nbclient", reason="the `docs` extra is not installed")
 
 TUTORIALS_DIR = Path(__file__).resolve().parents[1] / "docs" / "tutorials"
-sys.path.insert(0, str(TUTORIALS_DIR))
-import build_notebooks  # noqa: E402
-
-sys.path.remove(str(TUTORIALS_DIR))
+_spec = importlib.util.spec_from_file_location(
+    "build_notebooks", TUTORIALS_DIR / "build_notebooks.py"
+)
+build_notebooks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(build_notebooks)
 
 
 def test_the_notebooks_are_generated_from_their_sources():

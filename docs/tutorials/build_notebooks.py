@@ -12,6 +12,10 @@ are generated, for Colab and the documentation site:
 environment as it is (set `KERAS_AGD_TUTORIAL_SMALL=1` for the small CI setting,
 `KERAS_AGD_MNIST` for a local MNIST file). TensorFlow's C++ log lines and terminal colour
 codes are dropped from the saved outputs; everything else is kept as the run printed it.
+
+The notebooks name the repository `keras-agd/keras-agd` on GitHub, branch `main` (the Colab
+badges, the install cell, links, the benchmark JSON read by "When does AGD pay?"); if the
+repository lives elsewhere, replace that slug in every source here (`grep -r keras-agd/keras-agd`).
 """
 
 import argparse

@@ -19,10 +19,12 @@
 # `keras_agd.LayerAdaptive` wraps a Keras optimizer and gives every layer its own learning
 # rate, recomputed at every step from the norm of that layer's gradient:
 #
-# $$t_l = t \cdot \bigl(1 + \log(1 + 1 / \lVert g_l \rVert_2)\bigr)$$
+# ```
+# t_l = t * (1 + log(1 + 1 / ||g_l||_2))
+# ```
 #
-# A layer with a large gradient keeps about the global rate $t$; a layer with a small one takes
-# larger steps. The factor $t_l / t$ is always above 1, so part of what the method does is
+# A layer with a large gradient keeps about the global rate `t`; a layer with a small one takes
+# larger steps. The factor `t_l / t` is always above 1, so part of what the method does is
 # simply a larger learning rate. This notebook trains a small CNN on MNIST with SGD, Nesterov,
 # Adagrad and Adam, each three ways: plain, wrapped in `LayerAdaptive`, and plain with its rate
 # multiplied by the mean factor the wrapped run used (the larger-learning-rate control), and
@@ -174,7 +176,7 @@ fig.tight_layout()
 # %% [markdown]
 # ## The per-layer factors over training
 #
-# `LayerFactorLogger` wrote each layer's factor $t_l / t$ of the last step of every chunk into
+# `LayerFactorLogger` wrote each layer's factor `t_l / t` of the last step of every chunk into
 # the logs (`"layer_factor/<layer>"`); the same values are in `optimizer.layer_factors`.
 
 # %%

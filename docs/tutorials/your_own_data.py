@@ -170,7 +170,7 @@ for epoch, accuracy, label, size in zip(
         fontsize=8,
     )
 ax.set(xlabel="epoch", ylabel="test accuracy", title="small CNN, AGD over tfds records")
-ax.margins(y=0.25)
+ax.set(ylim=(0, 1.15), yticks=np.linspace(0, 1, 6))  # Room for the labels above 1.
 fig.tight_layout()
 
 # %% [markdown]
