@@ -84,6 +84,9 @@ def parse_args():
     )
     parser.add_argument("--warmup-blocks", type=int, default=3)
     parser.add_argument("--steps-per-execution", type=int, default=10)
+    parser.add_argument(
+        "--threads", type=int, default=0, help="TensorFlow intra-op threads (0: its default)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", help="write a box plot of the ratios to this path")
     return parser.parse_args()
@@ -109,11 +112,11 @@ def compiled_train_function(model_name, optimizer_name, wrapped, args):
     train_function = model.train_function
 
     def run(calls):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         for _ in range(calls):
             logs = train_function(iterator)
         float(logs["loss"])  # wait for the last step
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - start_cpu
 
     run(1)  # compile
     return run
@@ -144,7 +147,7 @@ def measure(model_name, optimizer_name, args, rng):
         "wrapped": compiled_train_function(model_name, optimizer_name, True, args),
     }
     # Size blocks from a first timing so that every block lasts about --block-seconds.
-    seconds_per_call = runners["plain"](2) / 2
+    seconds_per_call = runners["plain"](2)[0] / 2
     calls = max(1, round(args.block_seconds / seconds_per_call))
     for _ in range(args.warmup_blocks):
         for runner in runners.values():
@@ -153,9 +156,12 @@ def measure(model_name, optimizer_name, args, rng):
     times = {name: [] for name in runners}
     for _ in range(args.repeats):
         for name in rng.permutation(list(runners)):
-            times[name].append(runners[name](calls) / steps)
-    plain, wrapped = np.array(times["plain"]), np.array(times["wrapped"])
-    ratios = wrapped / plain
+            times[name].append(np.array(runners[name](calls)) / steps)
+    (plain, plain_cpu), (wrapped, wrapped_cpu) = (
+        np.array(times["plain"]).T,
+        np.array(times["wrapped"]).T,
+    )
+    ratios, cpu_ratios = wrapped / plain, wrapped_cpu / plain_cpu
     median = float(np.median(ratios))
     low, high = median_interval(ratios)
     return {
@@ -169,6 +175,9 @@ def measure(model_name, optimizer_name, args, rng):
         "overhead_percent": 100 * (median - 1),
         "verdict": verdict(median, low, high),
         "ratios": [float(r) for r in ratios],
+        # Process CPU time (all threads): less sensitive to other jobs than wall time.
+        "cpu_ratio_median": float(np.median(cpu_ratios)),
+        "cpu_ratio_ci95": list(median_interval(cpu_ratios)),
     }
 
 
@@ -192,6 +201,9 @@ def plot(results, path):
 
 def main():
     args = parse_args()
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     load_before = os.getloadavg()
     results = [

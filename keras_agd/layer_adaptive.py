@@ -10,7 +10,6 @@ optimizer of its own (such as `keras_agd.AGD(layer_adaptive=True)`) reuses:
 import collections.abc
 import copy
 import functools
-import math
 import re
 
 import keras
@@ -125,63 +124,45 @@ def _has(group, gradient):
     return group is not None and gradient is not None
 
 
-# Gradients smaller than this are reduced together in one fused pass; larger ones
-# each get their own reduction, whose launch cost is small next to their size.
-_SMALL_GRADIENT = 1 << 16
-_CHUNK = 64
-
-
 def _factor_vector(gradients, group_index, num_groups, epsilon, max_factor):
     """The factors of eq. (9) as one float32 vector of `num_groups` entries.
 
     `group_index[i]` is the position of gradient `i`'s group, or `None` to leave
-    it out. The squared norms come from a fixed number of reductions, whatever
-    the number of variables: the small gradients are padded to whole chunks of
-    `_CHUNK` values, concatenated and summed per chunk in one pass; the chunk
-    sums and the large gradients' sums then add up per group in one segment sum.
-    (One reduction per variable costs a kernel launch each, which dominated the
-    step of a model with many small layers.)
+    it out. Each gradient is summed down to 8 partial sums of squares (one fused
+    pass over it, the method's only cost that grows with the model); all the
+    partial sums then add up per group, and the factors follow, in a fixed number
+    of small vector operations whatever the number of layers.
     """
-    chunks, chunk_groups, sums, sum_groups = [], [], [], []
+    partials, partial_groups = [], []
     for gradient, group in zip(gradients, group_index, strict=True):
         if group is None:
             continue
-        if isinstance(gradient, tf.IndexedSlices):
-            # Keras ops keep IndexedSlices sparse and would count a repeated row's
-            # slices separately; the norm the update sees is that of the dense sum.
-            gradient = tf.convert_to_tensor(gradient)
-        gradient = ops.cast(gradient, "float32")
-        shape = tuple(gradient.shape)
-        size = math.prod(shape) if None not in shape else None
-        if size is None or size >= _SMALL_GRADIENT:
-            sums.append(_squared_norm(gradient, size))
-            sum_groups.append(group)
-        elif size:
-            flat = ops.reshape(gradient, (size,))
-            padding = -size % _CHUNK
-            chunks.append(ops.pad(flat, [(0, padding)]) if padding else flat)
-            chunk_groups += [group] * ((size + padding) // _CHUNK)
-    parts, part_groups = [], chunk_groups + sum_groups
-    if chunks:
-        squares = ops.square(ops.concatenate(chunks) if len(chunks) > 1 else chunks[0])
-        parts.append(ops.sum(ops.reshape(squares, (-1, _CHUNK)), axis=1))
-    if sums:
-        parts.append(ops.stack(sums))
-    if not parts:
-        return ops.zeros((num_groups,), "float32") + _factor(0.0, epsilon, max_factor)
-    values = ops.concatenate(parts) if len(parts) > 1 else parts[0]
+        partials.append(_partial_squared_sums(gradient))
+        partial_groups.append(group)
+    if not partials:
+        return _factor(ops.zeros((num_groups,), "float32"), epsilon, max_factor)
+    per_gradient = ops.sum(ops.stack(partials), axis=1)
     squared_norms = tf.math.unsorted_segment_sum(
-        values, tf.constant(part_groups, tf.int32), num_groups
+        per_gradient, tf.constant(partial_groups, tf.int32), num_groups
     )
     return _factor(ops.sqrt(squared_norms), epsilon, max_factor)
 
 
-def _squared_norm(gradient, size):
-    if size and size % 8 == 0:
-        # XLA on CPU sums an (n/8, 8) array down its columns in vector registers,
-        # about twice as fast as a reduction straight to a scalar.
-        return ops.sum(ops.sum(ops.square(ops.reshape(gradient, (-1, 8))), axis=0))
-    return ops.sum(ops.square(gradient))
+def _partial_squared_sums(gradient):
+    """The sum of squares of `gradient` in float32, as 8 partial sums."""
+    if isinstance(gradient, tf.IndexedSlices):
+        # Keras ops keep IndexedSlices sparse and would count a repeated row's
+        # slices separately; the norm the update sees is that of the dense sum.
+        gradient = tf.convert_to_tensor(gradient)
+    gradient = ops.reshape(ops.cast(gradient, "float32"), (-1,))
+    size = gradient.shape[0]
+    if size is None:
+        return ops.pad(ops.sum(ops.square(gradient))[None], [(0, 7)])
+    if size % 8:
+        gradient = ops.pad(gradient, [(0, -size % 8)])
+    # XLA on CPU sums an (n/8, 8) array down its columns in vector registers,
+    # several times faster than a reduction straight to a scalar (or along rows).
+    return ops.sum(ops.square(ops.reshape(gradient, (-1, 8))), axis=0)
 
 
 def _factor(norm, epsilon, max_factor):
