@@ -59,3 +59,12 @@ def test_mnist_benchmark(mnist_path, tmp_path):
         "lenet/ip2",
     }
     assert plot.stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_hlo_benchmark_counts_the_kernels_the_wrapper_adds():
+    report = run_script("layer_adaptive_hlo.py", "--models", "mlp")
+    (result,) = report["results"]
+    # Three Dense layers, six gradients: at least one reduction each is added.
+    assert result["wrapped_fusions"] >= result["plain_fusions"] + 6
+    assert result["added"]["fusion"] == result["wrapped_fusions"] - result["plain_fusions"]
