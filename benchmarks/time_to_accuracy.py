@@ -34,12 +34,14 @@ METHODS = (
     "adam",
     "agd",
     "agd_per_sample",
+    "agd_proportional",
     "random_subset",
+    "large_batch_sgd",
     "sgd_layer_adaptive",
     "adam_layer_adaptive",
     "agd_layer_adaptive",
 )
-USES_CODEBOOK = ("agd", "agd_per_sample", "agd_layer_adaptive")
+USES_CODEBOOK = ("agd", "agd_per_sample", "agd_proportional", "agd_layer_adaptive")
 
 
 def parse_args(argv=None):
@@ -59,6 +61,12 @@ def parse_args(argv=None):
     parser.add_argument("--learning-rate", type=float, default=0.05)
     parser.add_argument("--mosaic-learning-rate", type=float, default=0.05)
     parser.add_argument("--adam-learning-rate", type=float, default=1e-3)
+    parser.add_argument(
+        "--large-batch-learning-rate",
+        type=float,
+        help="rate of large_batch_sgd (batch --mosaic-batch-size, one epoch of linear "
+        "warmup); default: --learning-rate scaled linearly with the batch (Goyal et al.)",
+    )
     parser.add_argument("--margin", type=float, default=0.002)
     parser.add_argument("--train-samples", type=int, default=None, help="first N samples")
     parser.add_argument("--synthetic-samples", type=int, default=1_000_000)
@@ -136,6 +144,7 @@ class Recorder(keras.callbacks.Callback):
                 "epoch": epoch,
                 "seconds": self.seconds,
                 "examples": self.examples,
+                "steps": int(self.model.optimizer.iterations.numpy()),
                 "loss": float(logs["loss"]),
                 "test_accuracy": logs.get("val_accuracy"),
                 "epsilon": logs.get("epsilon"),
@@ -144,7 +153,21 @@ class Recorder(keras.callbacks.Callback):
         )
 
 
-def make_optimizer(method, args):
+class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
+    """`rate` reached linearly over the first `steps` steps, then held."""
+
+    def __init__(self, rate, steps):
+        self.rate, self.steps = rate, steps
+
+    def __call__(self, step):
+        return self.rate * tf.minimum(1.0, tf.cast(step + 1, "float32") / self.steps)
+
+
+def make_optimizer(method, args, steps_per_epoch):
+    if method == "large_batch_sgd":
+        scaled = args.learning_rate * args.mosaic_batch_size / args.batch_size
+        rate = args.large_batch_learning_rate or scaled
+        return keras.optimizers.SGD(LinearWarmup(rate, steps_per_epoch), momentum=0.9)
     if method.startswith("adam"):
         optimizer = keras.optimizers.Adam(args.adam_learning_rate)
     elif method.startswith("sgd"):
@@ -166,7 +189,8 @@ def make_optimizer(method, args):
 def train(method, seed, args, data, codebook, augment):
     x, y, x_test, y_test = data
     keras.utils.set_random_seed(seed)
-    optimizer = make_optimizer(method, args)
+    batch_size = args.mosaic_batch_size if method == "large_batch_sgd" else args.batch_size
+    optimizer = make_optimizer(method, args, -(-len(x) // batch_size))
     model = mlp(args, x.shape[1:])
     model.compile(
         optimizer=optimizer,
@@ -175,9 +199,12 @@ def train(method, seed, args, data, codebook, augment):
         jit_compile=True,
     )
     if isinstance(optimizer, keras_agd.AGD):
-        mode = {"agd_per_sample": "per_sample", "random_subset": "random_subset"}.get(
-            method, "weighted"
-        )
+        modes = {
+            "agd_per_sample": "per_sample",
+            "agd_proportional": "proportional",
+            "random_subset": "random_subset",
+        }
+        mode = modes.get(method, "weighted")
         annealing = keras_agd.Annealing(
             codebook,
             keras_agd.schedules.from_codebook(codebook, args.mosaic_epochs),
@@ -190,7 +217,7 @@ def train(method, seed, args, data, codebook, augment):
         epochs, callbacks = args.mosaic_epochs + args.regular_epochs, [annealing]
     else:
         data_in = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed)
-        data_in = data_in.batch(args.batch_size)
+        data_in = data_in.batch(batch_size)
         if augment is not None:
             data_in = data_in.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
         data_in, epochs, callbacks = data_in.prefetch(tf.data.AUTOTUNE), args.epochs, []
@@ -246,6 +273,11 @@ def summarize(runs, build_seconds, margin):
             else None,
             "examples_to_target": median_or_none(
                 [time_to(curve, target, "examples") for curve in curves]
+            ),
+            # Optimizer steps: what transfers to an accelerator, where a step of a small
+            # model costs about the same at any batch size.
+            "steps_to_target": median_or_none(
+                [time_to(curve, target, "steps") for curve in curves]
             ),
             "accuracy_within_sgd_time": median_or_none(
                 [accuracy_within(curve, budget) for curve in curves]

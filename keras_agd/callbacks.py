@@ -46,6 +46,11 @@ class Annealing(keras.callbacks.Callback):
       samples it stands for (ω, normalized to a mean weight of 1), each remaining
       sample with weight 1: the exact mosaic risk of eq. (6). An epoch costs the
       frontier size, not N.
+    - `"proportional"`: as many items as the frontier holds, drawn from it with
+      replacement with probability proportional to ω, each with weight 1. The
+      same expected loss as `"weighted"` (eq. 6), without its weight variance:
+      heavy codewords come up often instead of with a large weight, which keeps
+      large learning rates stable.
     - `"per_sample"`: Algorithm 1 literally: every sample replaced by its codeword at
       ε (N items per epoch, weight 1).
     - `"random_subset"`: a control for benchmarks, not a method: a uniformly random
@@ -65,8 +70,8 @@ class Annealing(keras.callbacks.Callback):
         batch_size: Batch size of the regular phase. Defaults to `128`.
         mosaic_batch_size: Batch size while an epoch holds codewords.
             Defaults to `1024`.
-        mode: `"weighted"`, `"per_sample"` or `"random_subset"`.
-            Defaults to `"weighted"`.
+        mode: `"weighted"`, `"proportional"`, `"per_sample"` or
+            `"random_subset"`. Defaults to `"weighted"`.
         criterion: Node error compared with ε: `"mean"` or `"max"`.
             Defaults to `"mean"`.
         pad_batches: Pads each epoch's last batch with zero-weight items so that all

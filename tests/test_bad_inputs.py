@@ -35,7 +35,16 @@ FAST = settings(
 SLOW = settings(FAST, max_examples=10)
 HANG_S = 60
 
-WORDS = ["mean", "max", "weighted", "per_sample", "random_subset", "exponential", "linear"]
+WORDS = [
+    "mean",
+    "max",
+    "weighted",
+    "proportional",
+    "per_sample",
+    "random_subset",
+    "exponential",
+    "linear",
+]
 SCALARS = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.floats(width=32).map(np.float32),

@@ -100,6 +100,50 @@ def test_per_sample_epoch_replaces_every_sample_by_its_codeword(codebook, data):
     np.testing.assert_array_equal(np.sort(ys), np.sort(y))
 
 
+def test_proportional_epoch_draws_frontier_items_by_omega(codebook, data):
+    x, y = data
+    writer = annealing(codebook, mode="proportional", pad_batches=False)
+    xs, ys, ws, _ = read_epoch(writer, mosaic_dataset(writer, x, y), step=0)
+    frontier = codebook.frontier(writer.plan.epsilon)
+    assert len(xs) == frontier.size == writer.plan.frontier_size and writer.plan.mosaic
+    np.testing.assert_array_equal(ws, 1.0)
+    items = np.concatenate(
+        [codebook.codewords_[frontier.nodes], x[frontier.samples].reshape(-1, 64)]
+    )
+    matches = np.isclose(xs.reshape(len(xs), 1, -1), items[None], atol=1e-6).all(axis=2)
+    assert matches.any(axis=1).all()  # Every item is a codeword or a sample of the frontier.
+
+
+def test_proportional_mode_is_unbiased_for_the_mosaic_risk(codebook, data):
+    # Over many epochs, the mean loss of the drawn items is eq. (6)'s omega-weighted mean.
+    x, _ = data
+    epsilon = float(schedules.from_codebook(codebook, 3)(0))
+    frontier = codebook.frontier(epsilon)
+    n = len(x)
+    loss = np.random.default_rng(0).random(n + len(codebook.codewords_))
+    items = np.concatenate([n + frontier.nodes, frontier.samples])
+    omega = np.concatenate([frontier.node_weights, np.ones(len(frontier.samples))])
+    exact = float(np.sum(omega * loss[items]) / np.sum(omega))
+    estimates = []
+    for step in range(300):
+        plan = keras_agd.annealing.plan_epoch(
+            codebook,
+            epsilon,
+            step,
+            mode="proportional",
+            criterion="mean",
+            batch_size=64,
+            mosaic_batch_size=256,
+            pad_batches=False,
+            seed=0,
+        )
+        estimates.append(np.mean(loss[plan.rows]))
+    standard_error = np.std(estimates) / np.sqrt(len(estimates))
+    assert abs(np.mean(estimates) - exact) < 4 * standard_error
+    # ... and uniform draws over the frontier (ignoring omega) would not be.
+    assert abs(np.mean(loss[items]) - exact) > 4 * standard_error
+
+
 def test_random_subset_control_has_the_frontier_size_of_real_samples(codebook, data):
     x, y = data
     writer = annealing(codebook, mode="random_subset", pad_batches=False)
