@@ -9,8 +9,9 @@ import math
 
 import keras
 import numpy as np
+import tensorflow as tf
 
-from keras_agd import _validation
+from keras_agd import _validation, multi_worker
 from keras_agd._keras_adapter import FitLoop, forget_train_function, guard_train_function
 from keras_agd._wrapper import find_in_chain
 from keras_agd.agd import AGD, NOT_ANNEALING
@@ -134,6 +135,7 @@ class Annealing(keras.callbacks.Callback):
         self._plan = None
         self._fed = False
         self._fit_loop = None
+        self._workers = 1
 
     # --- What the pipeline reads.
 
@@ -210,6 +212,9 @@ class Annealing(keras.callbacks.Callback):
                 "epoch's length follows the annealing schedule. "
                 f"Received: steps_per_epoch={self._fit_loop.steps_per_epoch}"
             )
+        self._workers = multi_worker.worker_count(self.model.distribute_strategy)
+        if self._workers > 1:
+            self._check_sharded()
         optimizer.annealing_state.writer = self
         if self._fit_loop is not None:
             # AGD checks for its writer when the step is traced; this catches a later
@@ -240,6 +245,20 @@ class Annealing(keras.callbacks.Callback):
         state.epsilon.assign(plan.epsilon)
         state.mosaic.assign(int(plan.mosaic))
         state.frontier_size.assign(plan.frontier_size)
+        if self._workers > 1:
+            # Each worker plans on its own: a worker with another seed, codebook or
+            # backup would silently train on other items than its peers.
+            multi_worker.check_workers_agree(
+                self.model.distribute_strategy,
+                f"the plan of epoch {epoch}",
+                {
+                    "epoch": epoch,
+                    "annealing_step": step,
+                    "skip_batches": skip,
+                    "iterations": iterations,
+                    "plan": multi_worker.digest(plan.rows, plan.weights, plan.batch_size),
+                },
+            )
         self._plan, self._fed, self._checked = plan, False, False
         self._iterations_at_begin = iterations
         if self._fit_loop is not None:
@@ -327,6 +346,29 @@ class Annealing(keras.callbacks.Callback):
             seed=self.seed,
         )
         return dataclasses.replace(plan, skip_batches=skip)
+
+    def _check_sharded(self):
+        """Refuses a multi-worker `fit` in which workers would not split each batch."""
+        replicas = self.model.distribute_strategy.num_replicas_in_sync
+        dataset = None if self._fit_loop is None else self._fit_loop.dataset
+        if isinstance(dataset, tf.data.Dataset):
+            policy = dataset.options().experimental_distribute.auto_shard_policy
+            if policy != tf.data.experimental.AutoShardPolicy.DATA:
+                raise ValueError(
+                    f"model.fit on {self._workers} workers would not shard "
+                    "keras_agd.mosaic_dataset by data (its auto-shard policy is "
+                    f"{policy.name}, not DATA): each worker would train on every item. "
+                    "Do not change the dataset's `experimental_distribute` options."
+                )
+        sizes = {"batch_size": self.batch_size, "mosaic_batch_size": self.mosaic_batch_size}
+        uneven = {name: size for name, size in sizes.items() if size % replicas}
+        if uneven or not self.pad_batches:
+            raise ValueError(
+                f"On {replicas} replicas, each batch is split evenly only if both batch "
+                f"sizes are multiples of {replicas} and `pad_batches=True`; otherwise "
+                "replicas average over different numbers of items and the step differs "
+                f"from one machine's. Received: {sizes}, pad_batches={self.pad_batches}"
+            )
 
     def _check_same_fit(self, iterator):
         if self._fit_loop is None or iterator is not self._fit_loop.data_iterator:

@@ -120,7 +120,11 @@ def mosaic_dataset(
         if cause is None:
             raise
         raise TypeError(str(cause)) from cause.__cause__
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    # Under tf.distribute every worker computes the same plan and takes its share of
+    # each batch (sharding by files would fail and fall back to this with a warning).
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def _batch_reader(codebook, source):

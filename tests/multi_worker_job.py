@@ -1,0 +1,144 @@
+"""One worker of the multi-worker tests (tests/test_multi_worker.py starts it).
+
+Trains a small MLP with AGD (layer-adaptive rates on) on the digits data set, under
+`MultiWorkerMirroredStrategy` when `TF_CONFIG` is set, else on one device, and writes
+`result-<worker>.json`: the logs of each epoch, the final weights, and for each epoch a
+fingerprint of every item this worker trained on (and the plan's own items, so that
+the test can check that each item is seen exactly once across workers).
+
+    python multi_worker_job.py '{"out": DIR, "epochs": 4, ...}'
+"""
+
+import hashlib
+import json
+import os
+import signal
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.datasets import load_digits
+
+import keras_agd
+
+config = json.loads(sys.argv[1])
+out = config["out"]
+strategy = tf.distribute.get_strategy()
+task = 0
+if "TF_CONFIG" in os.environ:
+    # Collectives wait forever for a dead peer unless given a timeout.
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(
+        communication_options=tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=config.get("collective_timeout", 20)
+        )
+    )
+    task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+
+x, y = load_digits(return_X_y=True)
+x = (x / 16.0).astype(np.float32)
+codebook = keras_agd.multi_worker.shared_codebook(
+    os.path.join(out, "codebook.npz"),
+    x,
+    y,
+    build=lambda: keras_agd.HierarchicalCodebook(random_state=0).fit(x, y),
+    timeout=60,
+)
+
+
+def fingerprints(inputs, weights):
+    """One string per item of nonzero weight: its input bytes and weight."""
+    return [
+        hashlib.blake2b(row.tobytes() + np.float32(w).tobytes(), digest_size=8).hexdigest()
+        for row, w in zip(inputs, weights)
+        if w > 0
+    ]
+
+
+seen = []
+
+
+class RecordingModel(keras.Sequential):
+    def train_step(self, data):
+        inputs, _, weights = data
+        tf.numpy_function(
+            lambda a, w: np.int64(seen.extend(fingerprints(a, w)) or 0),
+            [inputs, weights],
+            tf.int64,
+        )
+        return super().train_step(data)
+
+
+keras.utils.set_random_seed(0)
+with strategy.scope():
+    model = RecordingModel(
+        [keras.Input((64,)), keras.layers.Dense(32, "relu"), keras.layers.Dense(10)]
+    )
+    model.compile(
+        optimizer=keras_agd.AGD(learning_rate=0.05, momentum=0.9, layer_adaptive=True),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+keras_agd.multi_worker.prepare_model(model)
+annealing = keras_agd.Annealing(
+    codebook,
+    keras_agd.schedules.from_codebook(codebook, 2),
+    batch_size=config.get("batch_size", 64),
+    mosaic_batch_size=256,
+    seed=config.get("seed", 0),
+)
+data = keras_agd.mosaic_dataset(annealing, x, y)
+if config.get("shard_off"):
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    data = data.with_options(options)
+
+epochs = []
+
+
+class Record(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        plan = annealing.plan
+        start = plan.skip_batches * plan.batch_size
+        rows, weights = plan.rows[start:], plan.weights[start:]
+        n = len(x)
+        inputs = np.where(
+            (rows >= n)[:, None], codebook.codewords_[np.maximum(rows - n, 0)], x[rows % n]
+        )
+        del seen[:]
+        self.planned = fingerprints(inputs.astype(np.float32), weights)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if config.get("kill_at") == [task, len(epochs), batch]:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def on_epoch_end(self, epoch, logs=None):
+        epochs.append(
+            {
+                "epoch": epoch,
+                "logs": {key: float(value) for key, value in logs.items()},
+                "seen": list(seen),
+                "planned": self.planned,
+            }
+        )
+
+
+callbacks = [annealing, keras_agd.LayerFactorLogger(), Record()]
+if config.get("backup"):
+    callbacks.append(keras_agd.multi_worker.backup_and_restore(config["backup"], strategy))
+try:
+    model.fit(data, epochs=config.get("epochs", 4), verbose=0, callbacks=callbacks)
+except ValueError as error:
+    if not config.get("expect_error"):
+        raise
+    epochs.append({"error": str(error)})
+optimizer = model.optimizer
+with open(os.path.join(out, f"result-{task}.json"), "w") as file:
+    json.dump(
+        {
+            "epochs": epochs,
+            "weights": [w.tolist() for w in model.get_weights()],
+            "annealing": optimizer.annealing_state.read(),
+            "iterations": int(optimizer.iterations.numpy()),
+        },
+        file,
+    )
