@@ -191,7 +191,10 @@ def backup_and_restore(backup_dir, strategy=None, save_freq="epoch", double_chec
             backup_dir, save_freq=save_freq, double_checkpoint=double_checkpoint
         )
     return _ReadOnlyBackup(
-        backup_dir, save_freq=save_freq, double_checkpoint=double_checkpoint, delete_checkpoint=False
+        backup_dir,
+        save_freq=save_freq,
+        double_checkpoint=double_checkpoint,
+        delete_checkpoint=False,
     )
 
 
