@@ -236,15 +236,6 @@ class Annealing(keras.callbacks.Callback):
             else:
                 skip = done  # Resumed inside an epoch: train only its remaining batches.
         plan = self._plan_for(step, skip)
-        if skip == 0:
-            state.epoch_start_iteration.assign(iterations)
-            state.epoch_batches.assign(self._epoch_total(plan))
-        if current["epoch_start_iteration"] < 0 or bool(current["mosaic"]) != plan.mosaic:
-            state.phase_start_iteration.assign(iterations - plan.skip_batches)
-        state.step.assign(step)
-        state.epsilon.assign(plan.epsilon)
-        state.mosaic.assign(int(plan.mosaic))
-        state.frontier_size.assign(plan.frontier_size)
         if self._workers > 1:
             # Each worker plans on its own: a worker with another seed, codebook or
             # backup would silently train on other items than its peers.
@@ -255,10 +246,20 @@ class Annealing(keras.callbacks.Callback):
                     "epoch": epoch,
                     "annealing_step": step,
                     "skip_batches": skip,
+                    "batches": self._epoch_total(plan),
                     "iterations": iterations,
                     "plan": multi_worker.digest(plan.rows, plan.weights, plan.batch_size),
                 },
             )
+        if skip == 0:
+            state.epoch_start_iteration.assign(iterations)
+            state.epoch_batches.assign(self._epoch_total(plan))
+        if current["epoch_start_iteration"] < 0 or bool(current["mosaic"]) != plan.mosaic:
+            state.phase_start_iteration.assign(iterations - plan.skip_batches)
+        state.step.assign(step)
+        state.epsilon.assign(plan.epsilon)
+        state.mosaic.assign(int(plan.mosaic))
+        state.frontier_size.assign(plan.frontier_size)
         self._plan, self._fed, self._checked = plan, False, False
         self._iterations_at_begin = iterations
         if self._fit_loop is not None:

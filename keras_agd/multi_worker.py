@@ -217,7 +217,7 @@ def check_workers_agree(strategy, what, values):
     if (gathered == gathered[0]).all():
         return
     rows = [
-        f"worker {index}: " + ", ".join(f"{name}={value:g}" for name, value in zip(values, row))
+        f"worker {index}: " + ", ".join(f"{name}={value:.15g}" for name, value in zip(values, row))
         for index, row in enumerate(gathered)
     ]
     raise ValueError(

@@ -68,6 +68,17 @@ class RecordingModel(keras.Sequential):
         )
         return super().train_step(data)
 
+    def save_weights(self, filepath, overwrite=True, **kwargs):
+        if config.get("torn_save") != [task, len(epochs) - 1]:
+            return super().save_weights(filepath, overwrite=overwrite, **kwargs)
+        # Dies halfway through writing the backup: a torn file, as a kill leaves it.
+        whole = filepath.removesuffix(".weights.h5") + ".whole.weights.h5"
+        super().save_weights(whole, overwrite=True, **kwargs)
+        with open(whole, "rb") as source, open(filepath, "wb") as target:
+            content = source.read()
+            target.write(content[: len(content) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+
 
 keras.utils.set_random_seed(0)
 with strategy.scope():
@@ -82,17 +93,33 @@ keras_agd.multi_worker.prepare_model(model)
 annealing = keras_agd.Annealing(
     codebook,
     keras_agd.schedules.from_codebook(codebook, 2),
-    batch_size=config.get("batch_size", 64),
-    mosaic_batch_size=256,
-    seed=config.get("seed", 0),
+    batch_size=48,
+    mosaic_batch_size=192,
+    seed=0,
 )
 data = keras_agd.mosaic_dataset(annealing, x, y)
-if config.get("shard_off"):
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    data = data.with_options(options)
 
 epochs = []
+
+
+def misuse():
+    """Two mistakes that would train each item twice or on different items: both refused."""
+    errors = []
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    other_seed = keras_agd.Annealing(codebook, annealing.schedule, 48, 192, seed=task)
+    for callback, dataset in (
+        (annealing, data.with_options(options)),
+        (other_seed, keras_agd.mosaic_dataset(other_seed, x, y)),
+    ):
+        try:
+            model.fit(dataset, epochs=1, verbose=0, callbacks=[callback])
+        except ValueError as error:
+            errors.append(str(error))
+    return errors
+
+
+errors = misuse() if config.get("misuse") else []
 
 
 class Record(keras.callbacks.Callback):
@@ -125,17 +152,13 @@ class Record(keras.callbacks.Callback):
 callbacks = [annealing, keras_agd.LayerFactorLogger(), Record()]
 if config.get("backup"):
     callbacks.append(keras_agd.multi_worker.backup_and_restore(config["backup"], strategy))
-try:
-    model.fit(data, epochs=config.get("epochs", 4), verbose=0, callbacks=callbacks)
-except ValueError as error:
-    if not config.get("expect_error"):
-        raise
-    epochs.append({"error": str(error)})
+model.fit(data, epochs=4, verbose=0, callbacks=callbacks)
 optimizer = model.optimizer
 with open(os.path.join(out, f"result-{task}.json"), "w") as file:
     json.dump(
         {
             "epochs": epochs,
+            "errors": errors,
             "weights": [w.tolist() for w in model.get_weights()],
             "annealing": optimizer.annealing_state.read(),
             "iterations": int(optimizer.iterations.numpy()),

@@ -1,0 +1,193 @@
+"""AGD with layer-adaptive rates on several worker processes (MultiWorkerMirroredStrategy).
+
+Each test starts real worker processes on 127.0.0.1 (tests/multi_worker_job.py, one per
+worker, with `TF_CONFIG`), waits for them with a deadline and kills any left over.
+"""
+
+import collections
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import keras_agd
+
+JOB = Path(__file__).with_name("multi_worker_job.py")
+# Replicas sum their shares of each batch in another order than one device sums the
+# whole batch: float32 rounding, measured at most 4e-7 on these weights (|w| < 2) after
+# 4 epochs. A batch trained twice or skipped moves them by more than 1e-2.
+TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
+
+
+def run_cluster(workers, out, timeout=240, **config):
+    """Runs the job on `workers` processes; returns their exit codes and results."""
+    out.mkdir(parents=True, exist_ok=True)
+    sockets = [socket.socket() for _ in range(workers)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    processes = []
+    try:
+        for index in range(workers):
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+            env.pop("TF_CONFIG", None)
+            if workers > 1:
+                env["TF_CONFIG"] = json.dumps(
+                    {"cluster": cluster, "task": {"type": "worker", "index": index}}
+                )
+            with open(out / f"stderr-{index}.txt", "w") as stderr:
+                processes.append(
+                    subprocess.Popen(
+                        [sys.executable, str(JOB), json.dumps({"out": str(out), **config})],
+                        env=env,
+                        stdout=subprocess.DEVNULL,
+                        stderr=stderr,
+                    )
+                )
+        deadline = time.monotonic() + timeout
+        for process in processes:
+            process.wait(timeout=max(1, deadline - time.monotonic()))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    results = []
+    for index in range(workers):
+        path = out / f"result-{index}.json"
+        results.append(json.loads(path.read_text()) if path.exists() else None)
+    return [p.returncode for p in processes], results
+
+
+def stderr_tail(out, workers):
+    return "\n".join((out / f"stderr-{i}.txt").read_text()[-1500:] for i in range(workers))
+
+
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory):
+    out = tmp_path_factory.mktemp("one")
+    codes, (result,) = run_cluster(1, out)
+    assert codes == [0], stderr_tail(out, 1)
+    return result
+
+
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory):
+    out = tmp_path_factory.mktemp("two")
+    codes, results = run_cluster(2, out, misuse=True)
+    assert codes == [0, 0], stderr_tail(out, 2)
+    return results
+
+
+ANNEALING_LOGS = ("epsilon", "mosaic_phase", "frontier_size", "annealing_step", "learning_rate")
+
+
+def check_like_one_worker(results, one_worker, first_epoch=0):
+    reference = one_worker["epochs"][first_epoch:]
+    for result in results:
+        assert [e["epoch"] for e in result["epochs"]] == [e["epoch"] for e in reference]
+        for epoch, expected in zip(result["epochs"], reference):
+            for key in ANNEALING_LOGS:
+                assert epoch["logs"][key] == expected["logs"][key], (epoch["epoch"], key)
+            # Layer factors of the all-reduced gradient, not of a worker's share of it.
+            for key, value in expected["logs"].items():
+                if key.startswith(("layer_factor/", "loss")):
+                    assert epoch["logs"][key] == pytest.approx(value, rel=1e-5), key
+        assert result["annealing"] == one_worker["annealing"]
+        for weight, expected in zip(result["weights"], one_worker["weights"]):
+            np.testing.assert_allclose(weight, expected, **TOLERANCE)
+
+
+def check_each_item_once(results, one_worker, first_epoch=0):
+    for i, expected in enumerate(one_worker["epochs"][first_epoch:]):
+        epochs = [result["epochs"][i] for result in results]
+        assert all(epoch["planned"] == expected["planned"] for epoch in epochs)
+        shares = [collections.Counter(epoch["seen"]) for epoch in epochs]
+        assert sum(shares, collections.Counter()) == collections.Counter(expected["planned"])
+        # Every worker trains on a share of each batch, not on the whole epoch.
+        assert all(0 < sum(share.values()) < len(expected["planned"]) for share in shares)
+
+
+@pytest.mark.slow
+def test_two_workers_train_like_one_on_the_same_global_batch(one_worker, two_workers):
+    assert [e["logs"]["mosaic_phase"] for e in one_worker["epochs"]] == [1, 1, 0, 0]
+    check_like_one_worker(two_workers, one_worker)
+    check_each_item_once(two_workers, one_worker)
+
+
+@pytest.mark.slow
+def test_misuse_that_would_train_other_items_is_refused(two_workers):
+    for result in two_workers:
+        shard_off, other_seed = result["errors"]
+        assert "would not shard keras_agd.mosaic_dataset by data" in shard_off
+        assert "auto-shard policy is OFF" in shard_off
+        assert "The workers disagree on the plan of epoch 0" in other_seed
+
+
+@pytest.mark.slow
+def test_a_chief_killed_while_writing_its_backup_restarts_to_the_same_result(one_worker, tmp_path):
+    backup = tmp_path / "backup"
+    # The chief dies halfway through writing the backup of epoch 1; the other workers'
+    # collectives time out instead of waiting for it forever.
+    started = time.monotonic()
+    codes, _ = run_cluster(3, tmp_path / "killed", backup=str(backup), torn_save=[0, 1])
+    assert codes[0] == -signal.SIGKILL
+    assert all(code not in (0, None) for code in codes[1:]), codes
+    assert time.monotonic() - started < 150
+    torn = backup / "latest.weights.h5"
+    assert torn.stat().st_size < (backup / "latest.weights.h5.bkp").stat().st_size
+
+    # The restart falls back to the previous backup (epoch 0 done) and trains epochs 1-3.
+    codes, results = run_cluster(3, tmp_path / "restarted", backup=str(backup))
+    assert codes == [0, 0, 0], stderr_tail(tmp_path / "restarted", 3)
+    check_like_one_worker(results, one_worker, first_epoch=1)
+    check_each_item_once(results, one_worker, first_epoch=1)
+    assert not backup.exists()  # The chief deletes its backup at the end.
+
+
+KILLED_SAVE = """
+import os, signal, sys
+import numpy as np
+from sklearn.datasets import load_digits
+import keras_agd
+
+x, y = load_digits(return_X_y=True)
+path = sys.argv[1]
+keras_agd.HierarchicalCodebook(random_state=0).fit(x, y).save(path)
+second = keras_agd.HierarchicalCodebook(random_state=1, branching=3).fit(x, y)
+savez = np.savez
+
+def torn_savez(file, **arrays):
+    savez(file, **arrays)
+    file.truncate(file.tell() // 2)
+    file.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+np.savez = torn_savez
+second.save(path)
+"""
+
+
+def test_a_process_killed_while_saving_the_codebook_leaves_the_previous_file(tmp_path):
+    from sklearn.datasets import load_digits
+
+    path = tmp_path / "codebook.npz"
+    process = subprocess.run(
+        [sys.executable, "-c", KILLED_SAVE, str(path)], capture_output=True, timeout=120
+    )
+    assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
+    x, y = load_digits(return_X_y=True)
+    codebook = keras_agd.HierarchicalCodebook.load(path)
+    codebook.verify(x, y)
+    assert codebook.branching == 5  # The first codebook, whole.
+    assert [p.name for p in tmp_path.glob("*.tmp")]  # The torn temporary file, unused.
