@@ -178,6 +178,7 @@ second.save(path)
 """
 
 
+@pytest.mark.slow
 def test_a_process_killed_while_saving_the_codebook_leaves_the_previous_file(tmp_path):
     from sklearn.datasets import load_digits
 
@@ -191,3 +192,56 @@ def test_a_process_killed_while_saving_the_codebook_leaves_the_previous_file(tmp
     codebook.verify(x, y)
     assert codebook.branching == 5  # The first codebook, whole.
     assert [p.name for p in tmp_path.glob("*.tmp")]  # The torn temporary file, unused.
+
+
+# --- The helpers on one process (the default strategy: one worker, the chief).
+
+
+def digits():
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return (x / 16.0).astype(np.float32), y
+
+
+def test_one_process_is_one_worker_and_the_chief():
+    import keras
+
+    assert keras_agd.multi_worker.worker_count() == 1
+    assert keras_agd.multi_worker.is_chief()
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    train_step = model.train_step
+    assert keras_agd.multi_worker.prepare_model(model) is model
+    assert model.train_step == train_step  # Nothing to work around.
+    backup = keras_agd.multi_worker.backup_and_restore("backup")
+    assert type(backup) is keras.callbacks.BackupAndRestore and backup.double_checkpoint
+
+
+def test_the_chief_builds_the_shared_codebook_once_and_every_worker_verifies_it(tmp_path):
+    x, y = digits()
+    path = tmp_path / "codebook.npz"
+    built = []
+
+    def build():
+        built.append(1)
+        return keras_agd.HierarchicalCodebook(random_state=0).fit(x, y)
+
+    first = keras_agd.multi_worker.shared_codebook(path, x, y, build=build)
+    again = keras_agd.multi_worker.shared_codebook(path, x, y, build=build)
+    assert built == [1]
+    np.testing.assert_array_equal(first.codewords_, again.codewords_)
+    with pytest.raises(ValueError, match="does not match this worker's training data"):
+        keras_agd.multi_worker.shared_codebook(path, x[::-1], y[::-1], build=build)
+    with pytest.raises(TypeError, match="must return a fitted"):
+        keras_agd.multi_worker.shared_codebook(tmp_path / "other.npz", x, y, build=lambda: None)
+
+
+def test_the_mosaic_pipeline_asks_to_be_sharded_by_data():
+    import tensorflow as tf
+
+    x, y = digits()
+    codebook = keras_agd.HierarchicalCodebook(random_state=0).fit(x, y)
+    annealing = keras_agd.Annealing(codebook, keras_agd.schedules.from_codebook(codebook, 2))
+    policy = keras_agd.mosaic_dataset(annealing, x, y).options().experimental_distribute
+    assert policy.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
