@@ -29,28 +29,47 @@ def worker_count(strategy=None):
     """The number of worker processes (chief included) that train together.
 
     Args:
-        strategy: A `tf.distribute.Strategy`; `None` means the current one.
+        strategy: A `tf.distribute.Strategy`; `None` reads the cluster from the
+            `TF_CONFIG` environment variable, as `MultiWorkerMirroredStrategy` does.
             Defaults to `None`.
 
     Returns:
-        1 unless `strategy` is a `MultiWorkerMirroredStrategy` over several tasks.
+        1 unless the cluster has several chief and worker tasks.
     """
-    strategy = strategy or tf.distribute.get_strategy()
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    resolver = _resolver(strategy)
+    if resolver is None:
         return 1
-    spec = strategy.cluster_resolver.cluster_spec()
+    spec = resolver.cluster_spec()
     return max(1, sum(spec.num_tasks(job) for job in ("chief", "worker") if job in spec.jobs))
 
 
 def is_chief(strategy=None):
-    """Whether this process is the one that writes files (the chief, else worker 0).
+    """Whether this process writes the shared files: the chief task, else worker 0.
 
     Args:
-        strategy: A `tf.distribute.Strategy`; `None` means the current one.
-            Defaults to `None`.
+        strategy: A `tf.distribute.Strategy`; `None` reads the cluster from the
+            `TF_CONFIG` environment variable, so that this works before the strategy
+            exists or outside its scope. Defaults to `None`.
     """
-    strategy = strategy or tf.distribute.get_strategy()
-    return bool(strategy.extended.should_checkpoint)
+    if strategy is not None:
+        return bool(strategy.extended.should_checkpoint)
+    resolver = _resolver(None)
+    task_type = resolver.task_type
+    if not task_type or task_type == "chief":
+        return True
+    return (
+        task_type == "worker"
+        and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().jobs
+    )
+
+
+def _resolver(strategy):
+    if strategy is None:
+        return tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return strategy.cluster_resolver
+    return None
 
 
 def prepare_model(model):
@@ -98,8 +117,8 @@ def shared_codebook(path, x, y=None, *, build, strategy=None, timeout=600.0):
         y: This worker's training labels. Defaults to `None`.
         build: Function of no arguments returning a fitted `HierarchicalCodebook`
             (called on the chief only, and only when `path` does not exist).
-        strategy: A `tf.distribute.Strategy`; `None` means the current one.
-            Defaults to `None`.
+        strategy: The `tf.distribute.Strategy` of the training; `None` reads the
+            cluster from `TF_CONFIG`. Defaults to `None`.
         timeout: Seconds a worker waits for the chief's file. Defaults to `600.0`.
 
     Returns:
@@ -147,33 +166,46 @@ def shared_codebook(path, x, y=None, *, build, strategy=None, timeout=600.0):
     return codebook
 
 
-class _ReadOnlyBackup(keras.callbacks.BackupAndRestore):
-    """Restores from the chief's backup; never writes or deletes it."""
+class _ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' callback, writing on the chief only; all workers restore the same files."""
+
+    def on_train_begin(self, logs=None):
+        strategy = self.model.distribute_strategy
+        self._writes = is_chief(strategy)
+        if not self._writes:
+            self.delete_checkpoint = False
+        several = worker_count(strategy) > 1
+        # The chief restores first: it may put the previous backup in place of a torn
+        # latest one, which the others must not read (or copy) while it does.
+        if self._writes:
+            super().on_train_begin(logs)
+        if several:
+            check_workers_agree(strategy, "the end of the restore", {"restored": 1})
+        if not self._writes:
+            super().on_train_begin(logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        pass
+        if self._writes:
+            super().on_epoch_end(epoch, logs)
 
     def on_train_batch_end(self, batch, logs=None):
-        pass
-
-    def on_train_end(self, logs=None):
-        pass
+        if self._writes:
+            super().on_train_batch_end(batch, logs)
 
 
-def backup_and_restore(backup_dir, strategy=None, save_freq="epoch", double_checkpoint=True):
+def backup_and_restore(backup_dir, save_freq="epoch", double_checkpoint=True):
     """`keras.callbacks.BackupAndRestore` for all workers, with the chief as only writer.
 
     Keras' callback writes its backup from every process that runs it; with several
-    workers sharing `backup_dir` they would overwrite each other's files. Here the
-    chief writes (and deletes at the end), and every worker restores from the same
-    files when the job restarts, so all workers resume at the same epoch, weights and
-    annealing state. `double_checkpoint=True` keeps the previous backup, which Keras
-    restores when the latest one is unreadable (a chief killed while writing it).
+    workers sharing `backup_dir` they would write the same files at once. This one
+    writes from the chief only (found from the strategy of `fit`), and every worker
+    restores from the same files when the job restarts, after the chief has, so that
+    all resume at the same epoch, weights and annealing state. `double_checkpoint=True`
+    keeps the previous backup, which Keras restores when the latest one is unreadable
+    (a chief killed while writing it). With one worker it is Keras' callback.
 
     Args:
         backup_dir: Folder shared by all workers.
-        strategy: A `tf.distribute.Strategy`; `None` means the current one.
-            Defaults to `None`.
         save_freq: `"epoch"` or a number of batches (see `BackupAndRestore`).
             Defaults to `"epoch"`.
         double_checkpoint: Whether to keep the previous backup too. Defaults to `True`.
@@ -186,15 +218,8 @@ def backup_and_restore(backup_dir, strategy=None, save_freq="epoch", double_chec
     >>> backup = keras_agd.multi_worker.backup_and_restore("/shared/backup")
     >>> model.fit(train, epochs=9, callbacks=[annealing, backup])
     """
-    if is_chief(strategy):
-        return keras.callbacks.BackupAndRestore(
-            backup_dir, save_freq=save_freq, double_checkpoint=double_checkpoint
-        )
-    return _ReadOnlyBackup(
-        backup_dir,
-        save_freq=save_freq,
-        double_checkpoint=double_checkpoint,
-        delete_checkpoint=False,
+    return _ChiefBackupAndRestore(
+        backup_dir, save_freq=save_freq, double_checkpoint=double_checkpoint
     )
 
 

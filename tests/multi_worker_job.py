@@ -35,13 +35,14 @@ if "TF_CONFIG" in os.environ:
     )
     task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
 
+built = []
 x, y = load_digits(return_X_y=True)
 x = (x / 16.0).astype(np.float32)
 codebook = keras_agd.multi_worker.shared_codebook(
     os.path.join(out, "codebook.npz"),
     x,
     y,
-    build=lambda: keras_agd.HierarchicalCodebook(random_state=0).fit(x, y),
+    build=lambda: built.append(task) or keras_agd.HierarchicalCodebook(random_state=0).fit(x, y),
     timeout=60,
 )
 
@@ -151,7 +152,7 @@ class Record(keras.callbacks.Callback):
 
 callbacks = [annealing, keras_agd.LayerFactorLogger(), Record()]
 if config.get("backup"):
-    callbacks.append(keras_agd.multi_worker.backup_and_restore(config["backup"], strategy))
+    callbacks.append(keras_agd.multi_worker.backup_and_restore(config["backup"]))
 model.fit(data, epochs=4, verbose=0, callbacks=callbacks)
 optimizer = model.optimizer
 with open(os.path.join(out, f"result-{task}.json"), "w") as file:
@@ -159,6 +160,7 @@ with open(os.path.join(out, f"result-{task}.json"), "w") as file:
         {
             "epochs": epochs,
             "errors": errors,
+            "built_codebook": bool(built),
             "weights": [w.tolist() for w in model.get_weights()],
             "annealing": optimizer.annealing_state.read(),
             "iterations": int(optimizer.iterations.numpy()),

@@ -120,6 +120,7 @@ def check_each_item_once(results, one_worker, first_epoch=0):
 
 @pytest.mark.slow
 def test_two_workers_train_like_one_on_the_same_global_batch(one_worker, two_workers):
+    assert [result["built_codebook"] for result in two_workers] == [True, False]
     assert [e["logs"]["mosaic_phase"] for e in one_worker["epochs"]] == [1, 1, 0, 0]
     check_like_one_worker(two_workers, one_worker)
     check_each_item_once(two_workers, one_worker)
@@ -148,8 +149,12 @@ def test_a_chief_killed_while_writing_its_backup_restarts_to_the_same_result(one
     assert torn.stat().st_size < (backup / "latest.weights.h5.bkp").stat().st_size
 
     # The restart falls back to the previous backup (epoch 0 done) and trains epochs 1-3.
-    codes, results = run_cluster(3, tmp_path / "restarted", backup=str(backup))
-    assert codes == [0, 0, 0], stderr_tail(tmp_path / "restarted", 3)
+    restarted = tmp_path / "restarted"
+    (restarted).mkdir()
+    (tmp_path / "killed" / "codebook.npz").rename(restarted / "codebook.npz")
+    codes, results = run_cluster(3, restarted, backup=str(backup))
+    assert codes == [0, 0, 0], stderr_tail(restarted, 3)
+    assert not any(result["built_codebook"] for result in results)  # Shared, not rebuilt.
     check_like_one_worker(results, one_worker, first_epoch=1)
     check_each_item_once(results, one_worker, first_epoch=1)
     assert not backup.exists()  # The chief deletes its backup at the end.
@@ -215,7 +220,7 @@ def test_one_process_is_one_worker_and_the_chief():
     assert keras_agd.multi_worker.prepare_model(model) is model
     assert model.train_step == train_step  # Nothing to work around.
     backup = keras_agd.multi_worker.backup_and_restore("backup")
-    assert type(backup) is keras.callbacks.BackupAndRestore and backup.double_checkpoint
+    assert isinstance(backup, keras.callbacks.BackupAndRestore) and backup.double_checkpoint
 
 
 def test_the_chief_builds_the_shared_codebook_once_and_every_worker_verifies_it(tmp_path):
