@@ -94,8 +94,8 @@ keras_agd.multi_worker.prepare_model(model)
 annealing = keras_agd.Annealing(
     codebook,
     keras_agd.schedules.from_codebook(codebook, 2),
-    batch_size=48,
-    mosaic_batch_size=192,
+    batch_size=96,
+    mosaic_batch_size=384,
     seed=0,
 )
 data = keras_agd.mosaic_dataset(annealing, x, y)
@@ -108,7 +108,7 @@ def misuse():
     errors = []
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    other_seed = keras_agd.Annealing(codebook, annealing.schedule, 48, 192, seed=task)
+    other_seed = keras_agd.Annealing(codebook, annealing.schedule, 96, 384, seed=task)
     for callback, dataset in (
         (annealing, data.with_options(options)),
         (other_seed, keras_agd.mosaic_dataset(other_seed, x, y)),
@@ -134,6 +134,7 @@ class Record(keras.callbacks.Callback):
         )
         del seen[:]
         self.planned = fingerprints(inputs.astype(np.float32), weights)
+        self.batches = (len(rows), plan.batch_size)
 
     def on_train_batch_begin(self, batch, logs=None):
         if config.get("kill_at") == [task, len(epochs), batch]:
@@ -146,6 +147,7 @@ class Record(keras.callbacks.Callback):
                 "logs": {key: float(value) for key, value in logs.items()},
                 "seen": list(seen),
                 "planned": self.planned,
+                "items_and_batch_size": self.batches,
             }
         )
 

@@ -24,6 +24,8 @@ JOB = Path(__file__).with_name("multi_worker_job.py")
 # whole batch: float32 rounding, measured at most 4e-7 on these weights (|w| < 2) after
 # 4 epochs. A batch trained twice or skipped moves them by more than 1e-2.
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
+# Workers of the fault test: 3 passes too (about 40 s more on 2 busy cores).
+FAULT_TEST_WORKERS = int(os.environ.get("KERAS_AGD_FAULT_TEST_WORKERS", "2"))
 
 
 def run_cluster(workers, out, timeout=240, **config):
@@ -114,8 +116,10 @@ def check_each_item_once(results, one_worker, first_epoch=0):
         assert all(epoch["planned"] == expected["planned"] for epoch in epochs)
         shares = [collections.Counter(epoch["seen"]) for epoch in epochs]
         assert sum(shares, collections.Counter()) == collections.Counter(expected["planned"])
-        # Every worker trains on a share of each batch, not on the whole epoch.
-        assert all(0 < sum(share.values()) < len(expected["planned"]) for share in shares)
+        # Every worker trains on its share of each (padded) batch, not on whole batches.
+        items, _ = expected["items_and_batch_size"]
+        share_size = items // len(results)
+        assert all(sum(share.values()) <= share_size for share in shares)
 
 
 @pytest.mark.slow
@@ -141,7 +145,8 @@ def test_a_chief_killed_while_writing_its_backup_restarts_to_the_same_result(one
     # The chief dies halfway through writing the backup of epoch 1; the other workers'
     # collectives time out instead of waiting for it forever.
     started = time.monotonic()
-    codes, _ = run_cluster(3, tmp_path / "killed", backup=str(backup), torn_save=[0, 1])
+    workers = FAULT_TEST_WORKERS
+    codes, _ = run_cluster(workers, tmp_path / "killed", backup=str(backup), torn_save=[0, 1])
     assert codes[0] == -signal.SIGKILL
     assert all(code not in (0, None) for code in codes[1:]), codes
     assert time.monotonic() - started < 150
@@ -152,8 +157,8 @@ def test_a_chief_killed_while_writing_its_backup_restarts_to_the_same_result(one
     restarted = tmp_path / "restarted"
     (restarted).mkdir()
     (tmp_path / "killed" / "codebook.npz").rename(restarted / "codebook.npz")
-    codes, results = run_cluster(3, restarted, backup=str(backup))
-    assert codes == [0, 0, 0], stderr_tail(restarted, 3)
+    codes, results = run_cluster(workers, restarted, backup=str(backup))
+    assert codes == [0] * workers, stderr_tail(restarted, workers)
     assert not any(result["built_codebook"] for result in results)  # Shared, not rebuilt.
     check_like_one_worker(results, one_worker, first_epoch=1)
     check_each_item_once(results, one_worker, first_epoch=1)
