@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,7 @@ def parse(argv=None):
     parser.add_argument("--batch-size", type=int, default=128, help="global batch")
     parser.add_argument("--mosaic-batch-size", type=int, default=1024, help="global batch")
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow threads per worker")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per worker count, interleaved")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # Internal: run one worker.
     return parser.parse_args(argv)
@@ -155,37 +157,54 @@ def run(workers, args, folder):
     return results
 
 
+def summarize(per_worker):
+    """Throughput of the regular epochs after the first (which traces the step)."""
+    first = per_worker[0]
+    regular = [
+        i
+        for i, epoch in enumerate(first)
+        if epoch["mosaic_phase"] == 0 and i > 0 and first[i - 1]["mosaic_phase"] == 0
+    ]
+    # An epoch ends when the slowest worker's does.
+    seconds = sum(max(worker[i]["seconds"] for worker in per_worker) for i in regular)
+    items = sum(first[i]["items"] for i in regular)
+    return {
+        "epoch_seconds_per_worker": [[e["seconds"] for e in worker] for worker in per_worker],
+        "mosaic_phase": [e["mosaic_phase"] for e in first],
+        "loss": [e["loss"] for e in first],
+        "regular_epochs_timed": regular,
+        "regular_items_per_s": items / seconds,
+        "regular_items_per_s_per_worker": items / seconds / len(per_worker),
+    }
+
+
 def main(argv=None):
     args = parse(argv)
     if args.worker:
         return worker(args)
-    runs = {}
-    for workers in args.workers:
-        with tempfile.TemporaryDirectory() as folder:
-            per_worker = run(workers, args, folder)
-        # The first epoch of each phase traces and compiles the step: left out.
-        timed = [
-            i
-            for i, epoch in enumerate(per_worker[0])
-            if i > 0 and epoch["mosaic_phase"] == per_worker[0][i - 1]["mosaic_phase"]
-        ]
-        regular = [i for i in timed if per_worker[0][i]["mosaic_phase"] == 0]
-        seconds = [max(w[i]["seconds"] for w in per_worker) for i in regular]
-        items = sum(per_worker[0][i]["items"] for i in regular)
-        runs[str(workers)] = {
-            "epoch_seconds_per_worker": [[e["seconds"] for e in w] for w in per_worker],
-            "mosaic_phase": [e["mosaic_phase"] for e in per_worker[0]],
-            "loss": [e["loss"] for e in per_worker[0]],
-            "regular_epochs_timed": regular,
-            "regular_items_per_s": items / sum(seconds),
-            "regular_items_per_s_per_worker": items / sum(seconds) / workers,
+    runs = {str(workers): [] for workers in args.workers}
+    for _ in range(args.repeats):
+        for workers in args.workers:
+            with tempfile.TemporaryDirectory() as folder:
+                runs[str(workers)].append(summarize(run(workers, args, folder)))
+    summary = {
+        workers: {
+            "median_regular_items_per_s": statistics.median(
+                r["regular_items_per_s"] for r in repeats
+            ),
+            "median_regular_items_per_s_per_worker": statistics.median(
+                r["regular_items_per_s_per_worker"] for r in repeats
+            ),
         }
+        for workers, repeats in runs.items()
+    }
     result = {
         "command": "python benchmarks/multi_worker.py " + " ".join(argv or sys.argv[1:]),
         "machine": machine(),
         "threads_per_worker": args.threads,
         "train_samples": args.train_samples,
         "global_batch": {"regular": args.batch_size, "mosaic": args.mosaic_batch_size},
+        "summary": summary,
         "runs": runs,
     }
     print_json(result)
