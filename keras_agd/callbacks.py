@@ -352,15 +352,22 @@ class Annealing(keras.callbacks.Callback):
         """Refuses a multi-worker `fit` in which workers would not split each batch."""
         replicas = self.model.distribute_strategy.num_replicas_in_sync
         dataset = None if self._fit_loop is None else self._fit_loop.dataset
-        if isinstance(dataset, tf.data.Dataset):
-            policy = dataset.options().experimental_distribute.auto_shard_policy
-            if policy != tf.data.experimental.AutoShardPolicy.DATA:
-                raise ValueError(
-                    f"model.fit on {self._workers} workers would not shard "
-                    "keras_agd.mosaic_dataset by data (its auto-shard policy is "
-                    f"{policy.name}, not DATA): each worker would train on every item. "
-                    "Do not change the dataset's `experimental_distribute` options."
-                )
+        if not isinstance(dataset, tf.data.Dataset):
+            # A dataset distributed by hand (e.g. `distribute_datasets_from_function`)
+            # may give every worker whole batches: nothing here could tell.
+            raise ValueError(
+                f"On {self._workers} workers, pass keras_agd.mosaic_dataset(...) itself to "
+                "model.fit, which shards it across workers. "
+                f"Received: {type(dataset).__name__}"
+            )
+        policy = dataset.options().experimental_distribute.auto_shard_policy
+        if policy != tf.data.experimental.AutoShardPolicy.DATA:
+            raise ValueError(
+                f"model.fit on {self._workers} workers would not shard "
+                "keras_agd.mosaic_dataset by data (its auto-shard policy is "
+                f"{policy.name}, not DATA): each worker would train on every item. "
+                "Do not change the dataset's `experimental_distribute` options."
+            )
         sizes = {"batch_size": self.batch_size, "mosaic_batch_size": self.mosaic_batch_size}
         uneven = {name: size for name, size in sizes.items() if size % replicas}
         if uneven or not self.pad_batches:
