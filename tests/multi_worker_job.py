@@ -104,13 +104,14 @@ epochs = []
 
 
 def misuse():
-    """Two mistakes that would train each item twice or on different items: both refused."""
+    """Mistakes that would train items twice or on other items than the peers: refused."""
     errors = []
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     other_seed = keras_agd.Annealing(codebook, annealing.schedule, 96, 384, seed=task)
     for callback, dataset in (
         (annealing, data.with_options(options)),
+        (annealing, strategy.experimental_distribute_dataset(data)),
         (other_seed, keras_agd.mosaic_dataset(other_seed, x, y)),
     ):
         try:

@@ -133,7 +133,8 @@ def test_two_workers_train_like_one_on_the_same_global_batch(one_worker, two_wor
 @pytest.mark.slow
 def test_misuse_that_would_train_other_items_is_refused(two_workers):
     for result in two_workers:
-        shard_off, other_seed = result["errors"]
+        shard_off, distributed_by_hand, other_seed = result["errors"]
+        assert "pass keras_agd.mosaic_dataset(...) itself to model.fit" in distributed_by_hand
         assert "would not shard keras_agd.mosaic_dataset by data" in shard_off
         assert "auto-shard policy is OFF" in shard_off
         assert "The workers disagree on the plan of epoch 0" in other_seed
