@@ -95,13 +95,24 @@ def worker(args):
     class Timer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
             self.items = len(annealing.plan.rows)
+            self.steps = []
             self.start = time.perf_counter()
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.step_start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.steps.append(time.perf_counter() - self.step_start)
 
         def on_epoch_end(self, epoch, logs=None):
             seconds = time.perf_counter() - self.start
             epochs.append(
                 {
                     "seconds": seconds,
+                    "steps": len(self.steps),
+                    # Steady state: the median step; the rest of the epoch is its start
+                    # (the plan, the iterator) and its first step (tracing, compiling).
+                    "median_step_seconds": float(np.median(self.steps)),
                     "items": self.items,
                     "mosaic_phase": float(logs["mosaic_phase"]),
                     "loss": float(logs["loss"]),
@@ -175,6 +186,10 @@ def summarize(per_worker):
         "regular_epochs_timed": regular,
         "regular_items_per_s": items / seconds,
         "regular_items_per_s_per_worker": items / seconds / len(per_worker),
+        "regular_median_step_seconds": statistics.median(
+            worker[i]["median_step_seconds"] for worker in per_worker for i in regular
+        ),
+        "regular_steps_per_epoch": first[regular[0]]["steps"] if regular else 0,
     }
 
 
@@ -194,6 +209,9 @@ def main(argv=None):
             ),
             "median_regular_items_per_s_per_worker": statistics.median(
                 r["regular_items_per_s_per_worker"] for r in repeats
+            ),
+            "median_regular_step_seconds": statistics.median(
+                r["regular_median_step_seconds"] for r in repeats
             ),
         }
         for workers, repeats in runs.items()
