@@ -6,7 +6,11 @@ Trains a small MLP with AGD (layer-adaptive rates on) on the digits data set, un
 fingerprint of every item this worker trained on (and the plan's own items, so that
 the test can check that each item is seen exactly once across workers).
 
-    python multi_worker_job.py '{"out": DIR, "epochs": 4, ...}'
+    python multi_worker_job.py '{"out": DIR, "misuse": true, "backup": DIR, "torn_save": [0, 1]}'
+
+`misuse` first tries fits that must be refused; `backup` adds the chief's backup;
+`torn_save: [worker, epoch]` makes that worker die halfway through writing that
+epoch's backup.
 """
 
 import hashlib
@@ -136,10 +140,6 @@ class Record(keras.callbacks.Callback):
         del seen[:]
         self.planned = fingerprints(inputs.astype(np.float32), weights)
         self.batches = (len(rows), plan.batch_size)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if config.get("kill_at") == [task, len(epochs), batch]:
-            os.kill(os.getpid(), signal.SIGKILL)
 
     def on_epoch_end(self, epoch, logs=None):
         epochs.append(
