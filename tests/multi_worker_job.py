@@ -34,7 +34,7 @@ if "TF_CONFIG" in os.environ:
     # Collectives wait forever for a dead peer unless given a timeout.
     strategy = tf.distribute.MultiWorkerMirroredStrategy(
         communication_options=tf.distribute.experimental.CommunicationOptions(
-            timeout_seconds=config.get("collective_timeout", 20)
+            timeout_seconds=config.get("collective_timeout", 60)
         )
     )
     task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
