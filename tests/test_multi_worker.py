@@ -257,3 +257,19 @@ def test_the_mosaic_pipeline_asks_to_be_sharded_by_data():
     annealing = keras_agd.Annealing(codebook, keras_agd.schedules.from_codebook(codebook, 2))
     policy = keras_agd.mosaic_dataset(annealing, x, y).options().experimental_distribute
     assert policy.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
+
+
+def test_tf_config_tells_the_chief_and_the_worker_count(monkeypatch, tmp_path):
+    cluster = {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2", "127.0.0.1:3"]}
+    for task, chief in (
+        ({"type": "chief", "index": 0}, True),
+        ({"type": "worker", "index": 0}, False),
+    ):
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+        assert keras_agd.multi_worker.is_chief() is chief
+        assert keras_agd.multi_worker.worker_count() == 3
+    x, y = digits()
+    with pytest.raises(TimeoutError, match="No codebook appeared .* within 0.2 s"):
+        keras_agd.multi_worker.shared_codebook(
+            tmp_path / "codebook.npz", x, y, build=lambda: None, timeout=0.2
+        )
