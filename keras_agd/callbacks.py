@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_agd import _validation, multi_worker
+from keras_agd import _collective, _validation, multi_worker
 from keras_agd._keras_adapter import FitLoop, forget_train_function, guard_train_function
 from keras_agd._wrapper import find_in_chain
 from keras_agd.agd import AGD, NOT_ANNEALING
@@ -239,7 +239,7 @@ class Annealing(keras.callbacks.Callback):
         if self._workers > 1:
             # Each worker plans on its own: a worker with another seed, codebook or
             # backup would silently train on other items than its peers.
-            multi_worker.check_workers_agree(
+            _collective.check_workers_agree(
                 self.model.distribute_strategy,
                 f"the plan of epoch {epoch}",
                 {
@@ -248,7 +248,7 @@ class Annealing(keras.callbacks.Callback):
                     "skip_batches": skip,
                     "batches": self._epoch_total(plan),
                     "iterations": iterations,
-                    "plan": multi_worker.digest(plan.rows, plan.weights, plan.batch_size),
+                    "plan": _collective.digest(plan.rows, plan.weights, plan.batch_size),
                 },
             )
         if skip == 0:

@@ -13,15 +13,13 @@ differs from one machine:
 See docs/scaling_out.md for a launch, what is sharded and what is replicated.
 """
 
-import hashlib
 import os
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-from keras_agd import _keras_adapter, _validation
+from keras_agd import _collective, _keras_adapter, _validation
 from keras_agd.codebook import HierarchicalCodebook
 
 
@@ -161,7 +159,8 @@ def shared_codebook(path, x, y=None, *, build, strategy=None, timeout=600.0):
     except ValueError as error:
         raise ValueError(
             f"The shared codebook {path!r} does not match this worker's training data "
-            f"(worker count {worker_count(strategy)}, chief: {is_chief(strategy)}): {error}"
+            f"(chief: {is_chief(strategy)}; a file left by another run? Delete it and the "
+            f"chief builds it again): {error}"
         ) from error
     return codebook
 
@@ -180,7 +179,7 @@ class _ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
         if self._writes:
             super().on_train_begin(logs)
         if several:
-            check_workers_agree(strategy, "the end of the restore", {"restored": 1})
+            _collective.barrier(strategy)
         if not self._writes:
             super().on_train_begin(logs)
 
@@ -221,42 +220,3 @@ def backup_and_restore(backup_dir, save_freq="epoch", double_checkpoint=True):
     return _ChiefBackupAndRestore(
         backup_dir, save_freq=save_freq, double_checkpoint=double_checkpoint
     )
-
-
-# --- Used by the Annealing callback.
-
-
-def check_workers_agree(strategy, what, values):
-    """Raises `ValueError` unless every worker passes the same `values`.
-
-    A collective: every worker must call it at the same point.
-
-    Args:
-        strategy: The `MultiWorkerMirroredStrategy` of `fit`.
-        what: What the values describe, for the error message.
-        values: Dict of names to integers (below 2**53) or floats.
-    """
-    local = tf.constant([float(value) for value in values.values()], tf.float64)
-    distributed = strategy.experimental_distribute_values_from_function(lambda _: local)
-    gathered = strategy.gather(distributed, axis=0).numpy().reshape(-1, len(values))
-    if (gathered == gathered[0]).all():
-        return
-    rows = [
-        f"worker {index}: " + ", ".join(f"{name}={value:.15g}" for name, value in zip(values, row))
-        for index, row in enumerate(gathered)
-    ]
-    raise ValueError(
-        f"The workers disagree on {what}: " + "; ".join(rows) + ". Every worker must "
-        "train on the same data with the same codebook, `seed` and schedule, and resume "
-        "from the same backup (keras_agd.multi_worker.backup_and_restore)."
-    )
-
-
-def digest(*arrays):
-    """An integer below 2**48 identifying the bytes of `arrays`."""
-    hasher = hashlib.sha256()
-    for array in arrays:
-        array = np.ascontiguousarray(array)
-        hasher.update(f"{array.dtype.str}{array.shape}".encode())
-        hasher.update(array.data)
-    return int.from_bytes(hasher.digest()[:6], "big")

@@ -138,7 +138,7 @@ def test_misuse_that_would_train_other_items_is_refused(two_workers):
         assert "pass keras_agd.mosaic_dataset(...) itself to model.fit" in distributed_by_hand
         assert "would not shard keras_agd.mosaic_dataset by data" in shard_off
         assert "auto-shard policy is OFF" in shard_off
-        assert "The workers disagree on the plan of epoch 0" in other_seed
+        assert "The workers disagree on the plan of epoch 0: replica 0: epoch=0" in other_seed
 
 
 @pytest.mark.slow
