@@ -1,6 +1,7 @@
 """Small collectives across the workers of a `MultiWorkerMirroredStrategy`."""
 
 import hashlib
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -18,7 +19,7 @@ def check_workers_agree(strategy, what, values):
     """
     local = tf.constant([float(value) for value in values.values()], tf.float64)
     distributed = strategy.experimental_distribute_values_from_function(lambda _: local)
-    gathered = strategy.gather(distributed, axis=0).numpy().reshape(-1, len(values))
+    gathered = _gather(strategy)(distributed).numpy().reshape(-1, len(values))
     if (gathered == gathered[0]).all():
         return
     rows = [
@@ -45,3 +46,16 @@ def digest(*arrays):
         hasher.update(f"{array.dtype.str}{array.shape}".encode())
         hasher.update(array.data)
     return int.from_bytes(hasher.digest()[:6], "big")
+
+
+# One traced function per strategy: `strategy.gather` in eager mode traces a new one
+# at every call (and TensorFlow warns after five).
+_GATHERS = weakref.WeakKeyDictionary()
+
+
+def _gather(strategy):
+    function = _GATHERS.get(strategy)
+    if function is None:
+        function = tf.function(lambda values: strategy.gather(values, axis=0))
+        _GATHERS[strategy] = function
+    return function

@@ -136,18 +136,22 @@ class Annealing(keras.callbacks.Callback):
         self._fed = False
         self._fit_loop = None
         self._workers = 1
+        self._input_context = None
 
     # --- What the pipeline reads.
 
-    def attach(self, regular_batches=None):
+    def attach(self, regular_batches=None, input_context=None):
         """Registers the `mosaic_dataset` reading this callback's plans.
 
         Args:
             regular_batches: Batches per regular epoch when the pipeline takes the
                 regular phase from a user's `tf.data.Dataset`, else `None`.
+            input_context: The `tf.distribute.InputContext` the pipeline takes its
+                workers' shares for, else `None`.
         """
         self._has_pipeline = True
         self._regular_batches = regular_batches
+        self._input_context = input_context
 
     @property
     def plan(self):
@@ -352,21 +356,31 @@ class Annealing(keras.callbacks.Callback):
         """Refuses a multi-worker `fit` in which workers would not split each batch."""
         replicas = self.model.distribute_strategy.num_replicas_in_sync
         dataset = None if self._fit_loop is None else self._fit_loop.dataset
-        if not isinstance(dataset, tf.data.Dataset):
-            # A dataset distributed by hand (e.g. `distribute_datasets_from_function`)
-            # may give every worker whole batches: nothing here could tell.
+        context = self._input_context
+        if isinstance(dataset, tf.data.Dataset) and context is None:
+            policy = dataset.options().experimental_distribute.auto_shard_policy
+            if policy != tf.data.experimental.AutoShardPolicy.DATA:
+                raise ValueError(
+                    f"model.fit on {self._workers} workers would not shard "
+                    "keras_agd.mosaic_dataset by data (its auto-shard policy is "
+                    f"{policy.name}, not DATA): each worker would train on every item. "
+                    "Do not change the dataset's `experimental_distribute` options."
+                )
+        # TensorFlow's class of `distribute_datasets_from_function`'s datasets, which
+        # take their shares in the pipeline (a public base class has both kinds).
+        elif (
+            type(dataset).__name__ != "DistributedDatasetsFromFunction"
+            or context is None
+            or context.num_replicas_in_sync != replicas
+        ):
+            # E.g. `experimental_distribute_dataset` of a dataset built with an input
+            # context would split its shares again; without one, workers may get
+            # whole batches. Nothing here could tell which.
             raise ValueError(
                 f"On {self._workers} workers, pass keras_agd.mosaic_dataset(...) itself to "
-                "model.fit, which shards it across workers. "
-                f"Received: {type(dataset).__name__}"
-            )
-        policy = dataset.options().experimental_distribute.auto_shard_policy
-        if policy != tf.data.experimental.AutoShardPolicy.DATA:
-            raise ValueError(
-                f"model.fit on {self._workers} workers would not shard "
-                "keras_agd.mosaic_dataset by data (its auto-shard policy is "
-                f"{policy.name}, not DATA): each worker would train on every item. "
-                "Do not change the dataset's `experimental_distribute` options."
+                "model.fit, or strategy.distribute_datasets_from_function(lambda context: "
+                "keras_agd.mosaic_dataset(..., input_context=context)). Received: "
+                f"{type(dataset).__name__}, input_context={context}"
             )
         sizes = {"batch_size": self.batch_size, "mosaic_batch_size": self.mosaic_batch_size}
         uneven = {name: size for name, size in sizes.items() if size % replicas}

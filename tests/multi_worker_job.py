@@ -8,7 +8,9 @@ the test can check that each item is seen exactly once across workers).
 
     python multi_worker_job.py '{"out": DIR, "misuse": true, "backup": DIR, "torn_save": [0, 1]}'
 
-`misuse` first tries fits that must be refused; `backup` adds the chief's backup;
+`misuse` first tries fits that must be refused; `input_context` trains on
+`distribute_datasets_from_function` (each worker reads its share only); `backup` adds
+the chief's backup;
 `torn_save: [worker, epoch]` makes that worker die halfway through writing that
 epoch's backup.
 """
@@ -102,7 +104,6 @@ annealing = keras_agd.Annealing(
     mosaic_batch_size=384,
     seed=0,
 )
-data = keras_agd.mosaic_dataset(annealing, x, y)
 
 epochs = []
 
@@ -112,10 +113,13 @@ def misuse():
     errors = []
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    data = keras_agd.mosaic_dataset(annealing, x, y)
     other_seed = keras_agd.Annealing(codebook, annealing.schedule, 96, 384, seed=task)
+    context = tf.distribute.InputContext(2, task, 2)
     for callback, dataset in (
         (annealing, data.with_options(options)),
         (annealing, strategy.experimental_distribute_dataset(data)),
+        (annealing, keras_agd.mosaic_dataset(annealing, x, y, input_context=context)),
         (other_seed, keras_agd.mosaic_dataset(other_seed, x, y)),
     ):
         try:
@@ -126,6 +130,13 @@ def misuse():
 
 
 errors = misuse() if config.get("misuse") else []
+if config.get("input_context"):
+    # Each worker reads only its share of each batch.
+    data = strategy.distribute_datasets_from_function(
+        lambda context: keras_agd.mosaic_dataset(annealing, x, y, input_context=context)
+    )
+else:
+    data = keras_agd.mosaic_dataset(annealing, x, y)
 
 
 class Record(keras.callbacks.Callback):

@@ -87,7 +87,7 @@ def one_worker(tmp_path_factory):
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory):
     out = tmp_path_factory.mktemp("two")
-    codes, results = run_cluster(2, out, misuse=True)
+    codes, results = run_cluster(2, out, misuse=True, input_context=True)
     assert codes == [0, 0], stderr_tail(out, 2)
     return results
 
@@ -124,7 +124,9 @@ def check_each_item_once(results, one_worker, first_epoch=0):
 
 
 @pytest.mark.slow
-def test_two_workers_train_like_one_on_the_same_global_batch(one_worker, two_workers):
+def test_two_workers_reading_their_shares_train_like_one_on_the_same_batch(one_worker, two_workers):
+    # `distribute_datasets_from_function` with `input_context`; the fault test below
+    # trains on the mosaic dataset itself (tf.distribute shards it).
     assert [result["built_codebook"] for result in two_workers] == [True, False]
     assert [e["logs"]["mosaic_phase"] for e in one_worker["epochs"]] == [1, 1, 0, 0]
     check_like_one_worker(two_workers, one_worker)
@@ -134,8 +136,9 @@ def test_two_workers_train_like_one_on_the_same_global_batch(one_worker, two_wor
 @pytest.mark.slow
 def test_misuse_that_would_train_other_items_is_refused(two_workers):
     for result in two_workers:
-        shard_off, distributed_by_hand, other_seed = result["errors"]
-        assert "pass keras_agd.mosaic_dataset(...) itself to model.fit" in distributed_by_hand
+        shard_off, distributed_by_hand, context_without_function, other_seed = result["errors"]
+        for error in distributed_by_hand, context_without_function:
+            assert "pass keras_agd.mosaic_dataset(...) itself to model.fit" in error
         assert "would not shard keras_agd.mosaic_dataset by data" in shard_off
         assert "auto-shard policy is OFF" in shard_off
         assert "The workers disagree on the plan of epoch 0: replica 0: epoch=0" in other_seed
@@ -273,3 +276,25 @@ def test_tf_config_tells_the_chief_and_the_worker_count(monkeypatch, tmp_path):
         keras_agd.multi_worker.shared_codebook(
             tmp_path / "codebook.npz", x, y, build=lambda: None, timeout=0.2
         )
+
+
+def test_an_input_context_keeps_its_replicas_shares_of_each_batch():
+    import tensorflow as tf
+
+    x, y = digits()
+    codebook = keras_agd.HierarchicalCodebook(random_state=0).fit(x, y)
+    annealing = keras_agd.Annealing(
+        codebook, keras_agd.schedules.from_codebook(codebook, 2), mosaic_batch_size=12, seed=0
+    )
+    # Outside `fit` the dataset gives a preview batch of the first epoch.
+    whole = next(iter(keras_agd.mosaic_dataset(annealing, x, y)))
+    shares = []
+    for worker in (0, 1):
+        # 2 workers with 2 replicas each: each worker yields its 2 replicas' shares.
+        context = tf.distribute.InputContext(2, worker, 4)
+        elements = iter(keras_agd.mosaic_dataset(annealing, x, y, input_context=context))
+        shares += [next(elements), next(elements)]
+    for part, parts in zip(whole, zip(*shares)):
+        np.testing.assert_array_equal(np.concatenate(parts), part)
+    with pytest.raises(TypeError, match="`input_context` must be"):
+        keras_agd.mosaic_dataset(annealing, x, y, input_context=2)
