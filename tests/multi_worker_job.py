@@ -113,17 +113,21 @@ def misuse():
     errors = []
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    data = keras_agd.mosaic_dataset(annealing, x, y)
     other_seed = keras_agd.Annealing(codebook, annealing.schedule, 96, 384, seed=task)
     context = tf.distribute.InputContext(2, task, 2)
     for callback, dataset in (
-        (annealing, data.with_options(options)),
-        (annealing, strategy.experimental_distribute_dataset(data)),
-        (annealing, keras_agd.mosaic_dataset(annealing, x, y, input_context=context)),
-        (other_seed, keras_agd.mosaic_dataset(other_seed, x, y)),
+        (annealing, lambda: keras_agd.mosaic_dataset(annealing, x, y).with_options(options)),
+        (
+            annealing,
+            lambda: strategy.experimental_distribute_dataset(
+                keras_agd.mosaic_dataset(annealing, x, y)
+            ),
+        ),
+        (annealing, lambda: keras_agd.mosaic_dataset(annealing, x, y, input_context=context)),
+        (other_seed, lambda: keras_agd.mosaic_dataset(other_seed, x, y)),
     ):
         try:
-            model.fit(dataset, epochs=1, verbose=0, callbacks=[callback])
+            model.fit(dataset(), epochs=1, verbose=0, callbacks=[callback])
         except ValueError as error:
             errors.append(str(error))
     return errors
