@@ -36,6 +36,11 @@ def parse(argv=None):
     parser.add_argument("--batch-size", type=int, default=128, help="global batch")
     parser.add_argument("--mosaic-batch-size", type=int, default=1024, help="global batch")
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow threads per worker")
+    parser.add_argument(
+        "--input-context",
+        action="store_true",
+        help="each worker reads only its share (distribute_datasets_from_function)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs per worker count, interleaved")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # Internal: run one worker.
@@ -119,8 +124,14 @@ def worker(args):
                 }
             )
 
+    if args.input_context:
+        train = strategy.distribute_datasets_from_function(
+            lambda context: keras_agd.mosaic_dataset(annealing, x, y, input_context=context)
+        )
+    else:
+        train = keras_agd.mosaic_dataset(annealing, x, y)
     model.fit(
-        keras_agd.mosaic_dataset(annealing, x, y),
+        train,
         epochs=args.mosaic_epochs + args.regular_epochs,
         verbose=0,
         callbacks=[annealing, Timer()],
@@ -140,6 +151,7 @@ def run(workers, args, folder):
     for name in ("train_samples", "mosaic_epochs", "regular_epochs", "batch_size"):
         command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     command += ["--mosaic-batch-size", str(args.mosaic_batch_size), "--threads", str(args.threads)]
+    command += ["--input-context"] if args.input_context else []
     processes = []
     try:
         for index in range(workers):
@@ -220,6 +232,7 @@ def main(argv=None):
         "command": "python benchmarks/multi_worker.py " + " ".join(argv or sys.argv[1:]),
         "machine": machine(),
         "threads_per_worker": args.threads,
+        "input_context": args.input_context,
         "train_samples": args.train_samples,
         "global_batch": {"regular": args.batch_size, "mosaic": args.mosaic_batch_size},
         "summary": summary,
