@@ -90,7 +90,7 @@ def mosaic_dataset(
             f"`distribute_datasets_from_function`. Received: input_context={input_context!r}"
         )
     annealing.attach(None if regular is None else int(regular.cardinality()), input_context)
-    share = _share if input_context is None else _replica_shares(input_context)
+    share = _all_shares if input_context is None else _replica_shares(input_context)
 
     def lookup(rows, weights, mosaic):
         batch_x, batch_y = tf.numpy_function(
@@ -156,7 +156,7 @@ def mosaic_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-def _share(batches):
+def _all_shares(batches):
     return batches
 
 
