@@ -30,6 +30,18 @@ setup(
             "ruff>=0.6,<0.18",
             "matplotlib>=3.8,<3.12",
         ],
+        # The documentation site (mkdocs.yml) and the tutorial notebooks (docs/tutorials/).
+        "docs": [
+            "mkdocs>=1.6,<1.7",
+            "mkdocs-material>=9.5,<9.9",
+            "mkdocstrings[python]>=1.0,<1.1",
+            "mkdocstrings-python>=2.0,<2.1",
+            "mkdocs-jupyter>=0.25,<0.27",
+            "jupytext>=1.16,<1.20",
+            "nbclient>=0.10,<0.12",
+            "ipykernel>=6.29,<8",
+            "matplotlib>=3.8,<3.12",
+        ],
     },
     license="Apache-2.0",
 )

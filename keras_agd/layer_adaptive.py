@@ -10,7 +10,6 @@ optimizer of its own (such as `keras_agd.AGD(layer_adaptive=True)`) reuses:
 import collections.abc
 import copy
 import functools
-import math
 import re
 
 import keras
@@ -114,33 +113,60 @@ def layer_factors(gradients, groups, epsilon=DEFAULT_EPSILON, max_factor=None):
             "`gradients` and `groups` must have the same length. "
             f"Received: len(gradients)={len(gradients)}, len(groups)={len(groups)}"
         )
-    squared_norms = {}
-    for gradient, group in zip(gradients, groups, strict=True):
-        if group is not None and gradient is not None:
-            squared_norms.setdefault(group, []).append(_squared_norm(gradient))
-    return {
-        group: _factor(ops.sqrt(ops.sum(ops.stack(parts))), epsilon, max_factor)
-        for group, parts in squared_norms.items()
-    }
+    names = list(dict.fromkeys(g for g, grad in zip(groups, gradients) if _has(g, grad)))
+    index = {name: i for i, name in enumerate(names)}
+    group_index = [index[g] if _has(g, grad) else None for g, grad in zip(groups, gradients)]
+    factors = _factor_vector(gradients, group_index, len(names), epsilon, max_factor)
+    return {name: factors[i] for i, name in enumerate(names)}
 
 
-def _squared_norm(gradient):
+def _has(group, gradient):
+    return group is not None and gradient is not None
+
+
+def _factor_vector(gradients, group_index, num_groups, epsilon, max_factor):
+    """The factors of eq. (9) as one float32 vector of `num_groups` entries.
+
+    `group_index[i]` is the position of gradient `i`'s group, or `None` to leave
+    it out. Each gradient is summed down to 8 partial sums of squares (one fused
+    pass over it, the method's only cost that grows with the model); all the
+    partial sums then add up per group, and the factors follow, in a fixed number
+    of small vector operations whatever the number of layers.
+    """
+    partials, partial_groups = [], []
+    for gradient, group in zip(gradients, group_index, strict=True):
+        if group is None:
+            continue
+        partials.append(_partial_squared_sums(gradient))
+        partial_groups.append(group)
+    if not partials:
+        return _factor(ops.zeros((num_groups,), "float32"), epsilon, max_factor)
+    per_gradient = ops.sum(ops.stack(partials), axis=1)
+    squared_norms = tf.math.unsorted_segment_sum(
+        per_gradient, tf.constant(partial_groups, tf.int32), num_groups
+    )
+    return _factor(ops.sqrt(squared_norms), epsilon, max_factor)
+
+
+def _partial_squared_sums(gradient):
+    """The sum of squares of `gradient` in float32, as 8 partial sums."""
     if isinstance(gradient, tf.IndexedSlices):
         # Keras ops keep IndexedSlices sparse and would count a repeated row's
         # slices separately; the norm the update sees is that of the dense sum.
         gradient = tf.convert_to_tensor(gradient)
-    gradient = ops.cast(gradient, "float32")
-    size = math.prod(gradient.shape) if None not in gradient.shape else None
-    if size and size % 8 == 0:
-        # XLA on CPU sums an (n/8, 8) array down its columns in vector registers,
-        # about twice as fast as a reduction straight to a scalar (see
-        # benchmarks/layer_adaptive_overhead.py); this pass is the method's cost.
-        partial_sums = ops.sum(ops.square(ops.reshape(gradient, (-1, 8))), axis=0)
-        return ops.sum(partial_sums)
-    return ops.sum(ops.square(gradient))
+    gradient = ops.reshape(ops.cast(gradient, "float32"), (-1,))
+    size = gradient.shape[0]
+    if size is None:
+        return ops.pad(ops.sum(ops.square(gradient))[None], [(0, 7)])
+    if size % 8:
+        gradient = ops.pad(gradient, [(0, -size % 8)])
+    # XLA on CPU sums an (n/8, 8) array down its columns in vector registers,
+    # several times faster than a reduction straight to a scalar (or along rows).
+    return ops.sum(ops.square(ops.reshape(gradient, (-1, 8))), axis=0)
 
 
 def _factor(norm, epsilon, max_factor):
+    norm = ops.convert_to_tensor(norm, "float32")
     factor = 1.0 + ops.log1p(1.0 / ops.maximum(norm, epsilon))
     if max_factor is not None:
         factor = ops.minimum(factor, max_factor)
@@ -213,14 +239,26 @@ class LayerRates:
         that uses `merge_call` and in replica context otherwise.
         """
         grads_and_vars = list(grads_and_vars)
-        groups = [self._group_of[variable_key(optimizer, v)] for _, v in grads_and_vars]
+        position = {name: i for i, name in enumerate(self.group_names)}
+        groups = [self._group_of[variable_key(optimizer, v)] for g, v in grads_and_vars]
+        group_index = [
+            None if g is None or grad is None else position[g]
+            for g, (grad, _) in zip(groups, grads_and_vars, strict=True)
+        ]
+        # A group none of whose variables has a gradient in this step keeps rate t.
+        missing = sorted(set(range(len(self.group_names))) - set(group_index))
 
         def factors_fn(grads):
-            by_group = layer_factors(grads, groups, self.epsilon, self.max_factor)
+            factors = _factor_vector(
+                grads, group_index, len(self.group_names), self.epsilon, self.max_factor
+            )
+            if missing:
+                factors = tf.tensor_scatter_nd_update(
+                    factors, [[i] for i in missing], ops.ones((len(missing),), "float32")
+                )
             one = ops.ones((), "float32")
-            per_variable = [one if g is None else by_group[g] for g in groups]
-            last = [by_group.get(name, one) for name in self.group_names]
-            return per_variable, ops.stack(last) if last else ops.zeros((0,))
+            per_variable = [one if i is None else factors[i] for i in group_index]
+            return per_variable, factors
 
         grads = [g for g, _ in grads_and_vars]
         if tf.distribute.in_cross_replica_context():

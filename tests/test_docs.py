@@ -1,11 +1,52 @@
+import ast
+import re
 from pathlib import Path
 
 import keras_agd
 
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
 
 
 def test_every_public_name_is_in_the_api_reference():
     reference = (DOCS / "api.md").read_text()
     missing = [name for name in keras_agd.__all__ if f"`keras_agd.{name}`" not in reference]
     assert not missing, f"add to docs/api.md: {missing}"
+
+
+def _message_patterns():
+    """Every string of keras_agd/ as a regex, its formatted parts (f-string values,
+    joined pieces) matching anything."""
+
+    def parts(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return [node.value]
+        if isinstance(node, ast.JoinedStr):
+            return [piece for value in node.values for piece in parts(value)]
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            return parts(node.left) + parts(node.right)
+        return [None]  # Any value.
+
+    patterns = set()
+    for path in (ROOT / "keras_agd").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant | ast.JoinedStr | ast.BinOp):
+                pieces = parts(node)
+                if sum(len(piece) for piece in pieces if piece) > 12:
+                    patterns.add("".join(".*?" if p is None else re.escape(p) for p in pieces))
+    return [re.compile(pattern, re.DOTALL) for pattern in patterns]
+
+
+def test_the_troubleshooting_page_quotes_the_errors_as_raised():
+    page = (DOCS / "troubleshooting.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```text\n(.*?)```", page, re.DOTALL)
+    assert len(blocks) > 30
+    patterns = _message_patterns()
+    stale = []
+    for block in blocks:
+        message = " ".join(block.split())
+        # "ValueError: ..." (a leading "... " is the text TensorFlow puts around it).
+        message = re.sub(r"^\w+: (\.\.\. )?", "", message)
+        if not any(pattern.fullmatch(message) for pattern in patterns):
+            stale.append(message)
+    assert not stale, f"no longer raised by keras_agd (update docs/troubleshooting.md): {stale}"

@@ -26,13 +26,18 @@ def run_script(name, *args):
 @pytest.mark.slow
 def test_overhead_benchmark(tmp_path):
     plot = tmp_path / "overhead.png"
-    report = run_script(
-        "layer_adaptive_overhead.py",
-        *("--models", "mlp", "--repeats", "2", "--steps", "10", "--plot", str(plot)),
-    )
+    args = ["--models", "mlp", "--optimizers", "adam", "--repeats", "3"]
+    args += ["--block-seconds", "0.05", "--warmup-blocks", "1", "--plot", str(plot)]
+    report = run_script("layer_adaptive_overhead.py", *args)
     (result,) = report["results"]
-    assert result["model"] == "mlp" and len(result["ratios"]) == 2
+    assert (result["model"], result["optimizer"]) == ("mlp", "adam")
+    assert len(result["ratios"]) == 3
     assert result["plain_ms_per_step"] > 0 and result["wrapped_ms_per_step"] > 0
+    low, high = result["ratio_ci95"]
+    assert low <= result["ratio_median"] <= high
+    assert (
+        result["verdict"] in ("within target", "over target") or "inconclusive" in result["verdict"]
+    )
     assert plot.stat().st_size > 0
 
 
@@ -54,3 +59,12 @@ def test_mnist_benchmark(mnist_path, tmp_path):
         "lenet/ip2",
     }
     assert plot.stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_hlo_benchmark_counts_the_kernels_the_wrapper_adds():
+    report = run_script("layer_adaptive_hlo.py", "--models", "mlp")
+    (result,) = report["results"]
+    # Three Dense layers, six gradients: at least one reduction each is added.
+    assert result["wrapped_fusions"] >= result["plain_fusions"] + 6
+    assert result["added"]["fusion"] == result["wrapped_fusions"] - result["plain_fusions"]

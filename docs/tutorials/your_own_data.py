@@ -1,0 +1,205 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Your own data
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/keras-agd/keras-agd/blob/main/docs/tutorials/your_own_data.ipynb)
+#
+# AGD does not need the training set in memory: `keras_agd.mosaic_dataset` keeps only the
+# codewords in memory and reads samples by index, batch by batch, from a `keras_agd.Source`:
+# an array, an `np.memmap`, a tensorflow-datasets (tfds) `data_source`, or any object with
+# `__len__` and `__getitem__`. For the regular phase (after annealing) your own `tf.data`
+# pipeline, with its decoding and augmentation, can replace the one AGD builds
+# (`regular_dataset=`).
+#
+# This notebook trains a small CNN on MNIST stored as tfds ArrayRecord files, with a
+# `tf.data` pipeline that augments the regular phase, and shows the memory-map variant.
+
+# %%
+# On Colab: install keras-agd from its repository (skipped where it is already installed).
+import importlib.util
+import subprocess
+import sys
+
+PACKAGE = "keras-agd @ git+https://github.com/keras-agd/keras-agd"
+if importlib.util.find_spec("keras_agd") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
+
+# %%
+import os
+import tempfile
+
+import keras
+import matplotlib.pyplot as plt
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+import keras_agd
+
+# KERAS_AGD_TUTORIAL_SMALL=1 (set by CI) trains on a few thousand samples for a few epochs.
+SMALL = os.environ.get("KERAS_AGD_TUTORIAL_SMALL") == "1"
+keras.utils.set_random_seed(0)
+tfds.disable_progress_bar()
+
+# %% [markdown]
+# ## Samples in tfds records, read by index
+#
+# A tfds `data_source` reads records by index from ArrayRecord files, without loading the
+# split. On a machine with network access, `tfds.data_source("mnist", split="train")` is one.
+# Here `keras_agd.datasets.mnist_data_source` writes MNIST once as a local tfds dataset (from
+# `keras.datasets.mnist.load_data()`, or the file named by `KERAS_AGD_MNIST`) and returns the
+# same kind of object: records `{"image": (28, 28) uint8, "label": int}`.
+
+# %%
+data_dir = os.path.join(tempfile.gettempdir(), "keras_agd_data")
+num_examples = 6000 if SMALL else None
+records = keras_agd.datasets.mnist_data_source(data_dir, split="train", num_examples=num_examples)
+source = keras_agd.Source(records, x_key="image", y_key="label")
+print(len(records), "records; one sample:", source.sample_shape, records[0]["image"].dtype)
+
+# %% [markdown]
+# ## The codebook, fit on the source
+#
+# `HierarchicalCodebook.fit` takes the source as it is. The images stay uint8, so distances
+# and errors are on the 0-255 scale; that is fine as long as the model sees the same scale
+# (it rescales in its first layer below) and the schedule is derived from the codebook.
+
+# %%
+codebook = keras_agd.HierarchicalCodebook(branching=5, random_state=0).fit(source)
+print(codebook.summary())
+
+# %% [markdown]
+# ## Your own `tf.data` pipeline for the regular phase
+#
+# `regular_dataset=` takes a `tf.data.Dataset` of `(x, y)` batches over the same samples,
+# with a known number of batches (one epoch). It is used as it is: its own batch size,
+# shuffling and augmentation (here random shifts). The mosaic phase still reads codewords,
+# and no augmentation is applied to them (as in the paper).
+#
+# The records are in the order of `load_mnist`, so `from_tensor_slices` over those arrays is
+# the same sample set; for data on disk, a pipeline that reads your files (e.g.
+# `tf.data.TFRecordDataset`, or `tfds.load`) works the same way.
+
+# %%
+(x_train, y_train), (x_test, y_test) = keras_agd.datasets.load_mnist()
+if SMALL:
+    x_train, y_train, x_test, y_test = x_train[:6000], y_train[:6000], x_test[:2000], y_test[:2000]
+shift = keras.layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=0)
+
+
+def augment(x, y):
+    x = tf.cast(x, tf.float32)[..., None]
+    return tf.squeeze(shift(x, training=True), -1), y
+
+
+regular = (
+    tf.data.Dataset.from_tensor_slices((x_train, y_train))
+    .shuffle(len(x_train), seed=0)
+    .batch(128)
+    .map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    .prefetch(tf.data.AUTOTUNE)
+)
+print("regular phase:", int(regular.cardinality()), "batches of 128 per epoch")
+
+# %% [markdown]
+# ## A small CNN, trained with AGD
+
+# %%
+mosaic_epochs, regular_epochs = (2, 1) if SMALL else (4, 3)
+annealing = keras_agd.Annealing(
+    codebook,
+    keras_agd.schedules.from_codebook(codebook, mosaic_epochs=mosaic_epochs),
+    batch_size=128,
+    mosaic_batch_size=1024,
+)
+train = keras_agd.mosaic_dataset(annealing, source, regular_dataset=regular)
+
+model = keras.Sequential(
+    [
+        keras.Input((28, 28)),
+        keras.layers.Rescaling(1 / 255),
+        keras.layers.Reshape((28, 28, 1)),
+        keras.layers.Conv2D(16, 5, activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Conv2D(32, 5, activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10),
+    ]
+)
+model.compile(
+    optimizer=keras_agd.AGD(learning_rate=0.05, mosaic_learning_rate=0.05, momentum=0.9),
+    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    metrics=["accuracy"],
+    jit_compile=True,
+)
+history = model.fit(
+    train,
+    epochs=mosaic_epochs + regular_epochs,
+    validation_data=(x_test, y_test),
+    callbacks=[annealing],
+    verbose=2,
+)
+
+# %%
+epochs = np.arange(1, mosaic_epochs + regular_epochs + 1)
+phase = ["codewords" if p else "samples" for p in history.history["mosaic_phase"]]
+fig, ax = plt.subplots(figsize=(6, 3.5))
+ax.plot(epochs, history.history["val_accuracy"], marker="o")
+for epoch, accuracy, label, size in zip(
+    epochs, history.history["val_accuracy"], phase, history.history["frontier_size"]
+):
+    ax.annotate(
+        f"{label}\n{int(size):,}",
+        (epoch, accuracy),
+        textcoords="offset points",
+        xytext=(0, 8),
+        ha="center",
+        fontsize=8,
+    )
+ax.set(xlabel="epoch", ylabel="test accuracy", title="small CNN, AGD over tfds records")
+ax.set(ylim=(0, 1.15), yticks=np.linspace(0, 1, 6))  # Room for the labels above 1.
+fig.tight_layout()
+
+# %% [markdown]
+# ## The same with a memory map
+#
+# Arrays on disk work without tfds: `np.load(..., mmap_mode="r")` (or `np.memmap`) is read by
+# index too. An array and a memory map of the same bytes are the same data to the codebook:
+# its fingerprint (shape, dtype, SHA-256) matches, so a codebook fit on one accepts the other.
+
+# %%
+path = os.path.join(tempfile.gettempdir(), "mnist_x_train.npy")
+np.save(path, x_train)
+x_on_disk = np.load(path, mmap_mode="r")
+codebook.verify(keras_agd.Source(x_on_disk, y_train))  # Raises if they were not the same data.
+train = keras_agd.mosaic_dataset(annealing, x_on_disk, y_train)
+print("a mosaic_dataset over", type(x_on_disk).__name__, x_on_disk.shape, x_on_disk.dtype)
+
+# %% [markdown]
+# That dataset trains exactly like the one above (`model.fit(train, ..., callbacks=[annealing])`).
+# Only the codewords and the labels are held in memory; `benchmarks/scale.py` trains on
+# 4,000,000 samples in a 2.9 GiB memory map this way.
+#
+# What to watch for:
+#
+# - Fit the codebook on the inputs exactly as the dataset reads them (same scaling and dtype);
+#   `mosaic_dataset` refuses other data.
+# - Transform batches through `augment=` or `regular_dataset=`, not after `mosaic_dataset`: a
+#   `.take`, `.filter` or `.repeat` after it changes the number of batches of a planned epoch and
+#   is refused at the end of that epoch.
+# - A `tf.data.Dataset` cannot be `x` (it cannot be read by index); pass it as
+#   `regular_dataset=`. The [troubleshooting page](https://github.com/keras-agd/keras-agd/blob/main/docs/troubleshooting.md)
+#   lists these errors.
