@@ -24,8 +24,8 @@ JOB = Path(__file__).with_name("multi_worker_job.py")
 # whole batch: float32 rounding, measured at most 4e-7 on these weights (|w| < 2) after
 # 4 epochs. A batch trained twice or skipped moves them by more than 1e-2.
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
-# Workers of the fault test: 2 takes 17 s on 2 idle cores (about 45 s on busy ones);
-# 3 passes too, in 36 s (95 s), beyond this suite's budget.
+# Workers of the fault test: 2 take 16-17 s on 2 quiet cores (about 45 s on busy ones);
+# 3 pass too, in 27-36 s (95 s), beyond this suite's budget on busy cores.
 FAULT_TEST_WORKERS = int(os.environ.get("KERAS_AGD_FAULT_TEST_WORKERS", "2"))
 
 
