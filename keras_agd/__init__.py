@@ -1,6 +1,6 @@
 """keras-agd: annealed gradient descent and layer-specific adaptive learning rates."""
 
-from keras_agd import datasets, schedules
+from keras_agd import datasets, multi_worker, schedules
 from keras_agd.agd import AGD
 from keras_agd.callbacks import Annealing, LayerFactorLogger
 from keras_agd.codebook import Frontier, HierarchicalCodebook
@@ -21,6 +21,7 @@ __all__ = [
     "datasets",
     "layer_factors",
     "mosaic_dataset",
+    "multi_worker",
     "schedules",
     "variable_groups",
 ]

@@ -5,6 +5,7 @@ tests/test_keras_adapter.py fails loudly when a Keras release changes any of the
 
 import sys
 
+import tensorflow as tf
 from keras.callbacks import ProgbarLogger
 from keras.src.callbacks.callback_list import CallbackList
 from keras.src.trainers.epoch_iterator import EpochIterator
@@ -76,6 +77,12 @@ class FitLoop:
         return self._epoch_iterator._current_iterator
 
     @property
+    def dataset(self):
+        """The `tf.data.Dataset` (or distributed dataset) that `fit` was given, else `None`."""
+        get = getattr(self._epoch_iterator.data_adapter, "get_tf_dataset", None)
+        return None if get is None else get()
+
+    @property
     def steps_per_epoch(self):
         """The `steps_per_epoch` passed to `fit`, or `None`."""
         return self._epoch_iterator.steps_per_epoch
@@ -112,3 +119,53 @@ def guard_train_function(model, check):
 
     guarded.__wrapped__ = original
     model.train_function = guarded
+
+
+# --- `fit` under MultiWorkerMirroredStrategy (Keras 3.15, TensorFlow backend).
+
+MULTI_WORKER_FIT = "_keras_agd_multi_worker_fit"
+
+
+def enable_multi_worker_fit(model):
+    """Makes `model.fit` run under `tf.distribute.MultiWorkerMirroredStrategy` with >1 worker.
+
+    Keras 3.15's TensorFlow trainer fails there before the first step, in two places:
+
+    - `_maybe_symbolic_build` averages the first input batch across workers with
+      `strategy.reduce` on the whole `(x, y, sample_weight)` tuple, which collective
+      reductions do not take. The batch is only needed for its shapes, so this
+      worker's own replica batch is used instead.
+    - The train and test steps average each scalar log over "axis 0" across workers,
+      which scalars do not have. The logs are the values of synchronized metrics
+      (identical on all replicas), so each is given one axis of size 1, which the
+      average removes again.
+    """
+    strategy = model.distribute_strategy
+
+    def symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, data_iterator in iterator:
+                batch = next(data_iterator)
+                break
+            data_batch = tf.nest.map_structure(
+                lambda value: strategy.experimental_local_results(value)[0], batch
+            )
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    def with_axis(step):
+        def step_with_axis(data):
+            return tf.nest.map_structure(lambda log: tf.expand_dims(log, 0), step(data))
+
+        return step_with_axis
+
+    model._maybe_symbolic_build = symbolic_build
+    model.train_step = with_axis(model.train_step)
+    model.test_step = with_axis(model.test_step)
+    setattr(model, MULTI_WORKER_FIT, True)
+    # The steps are traced again with the wrappers.
+    model.train_function = model.test_function = None
+
+
+def is_multi_worker_fit_enabled(model):
+    return getattr(model, MULTI_WORKER_FIT, False)

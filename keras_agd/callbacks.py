@@ -9,8 +9,9 @@ import math
 
 import keras
 import numpy as np
+import tensorflow as tf
 
-from keras_agd import _validation
+from keras_agd import _collective, _validation, multi_worker
 from keras_agd._keras_adapter import FitLoop, forget_train_function, guard_train_function
 from keras_agd._wrapper import find_in_chain
 from keras_agd.agd import AGD, NOT_ANNEALING
@@ -139,18 +140,23 @@ class Annealing(keras.callbacks.Callback):
         self._plan = None
         self._fed = False
         self._fit_loop = None
+        self._workers = 1
+        self._input_context = None
 
     # --- What the pipeline reads.
 
-    def attach(self, regular_batches=None):
+    def attach(self, regular_batches=None, input_context=None):
         """Registers the `mosaic_dataset` reading this callback's plans.
 
         Args:
             regular_batches: Batches per regular epoch when the pipeline takes the
                 regular phase from a user's `tf.data.Dataset`, else `None`.
+            input_context: The `tf.distribute.InputContext` the pipeline takes its
+                workers' shares for, else `None`.
         """
         self._has_pipeline = True
         self._regular_batches = regular_batches
+        self._input_context = input_context
 
     @property
     def plan(self):
@@ -215,6 +221,9 @@ class Annealing(keras.callbacks.Callback):
                 "epoch's length follows the annealing schedule. "
                 f"Received: steps_per_epoch={self._fit_loop.steps_per_epoch}"
             )
+        self._workers = multi_worker.worker_count(self.model.distribute_strategy)
+        if self._workers > 1:
+            self._check_sharded()
         optimizer.annealing_state.writer = self
         if self._fit_loop is not None:
             # AGD checks for its writer when the step is traced; this catches a later
@@ -236,6 +245,21 @@ class Annealing(keras.callbacks.Callback):
             else:
                 skip = done  # Resumed inside an epoch: train only its remaining batches.
         plan = self._plan_for(step, skip)
+        if self._workers > 1:
+            # Each worker plans on its own: a worker with another seed, codebook or
+            # backup would silently train on other items than its peers.
+            _collective.check_workers_agree(
+                self.model.distribute_strategy,
+                f"the plan of epoch {epoch}",
+                {
+                    "epoch": epoch,
+                    "annealing_step": step,
+                    "skip_batches": skip,
+                    "batches": self._epoch_total(plan),
+                    "iterations": iterations,
+                    "plan": _collective.digest(plan.rows, plan.weights, plan.batch_size),
+                },
+            )
         if skip == 0:
             state.epoch_start_iteration.assign(iterations)
             state.epoch_batches.assign(self._epoch_total(plan))
@@ -332,6 +356,46 @@ class Annealing(keras.callbacks.Callback):
             seed=self.seed,
         )
         return dataclasses.replace(plan, skip_batches=skip)
+
+    def _check_sharded(self):
+        """Refuses a multi-worker `fit` in which workers would not split each batch."""
+        replicas = self.model.distribute_strategy.num_replicas_in_sync
+        dataset = None if self._fit_loop is None else self._fit_loop.dataset
+        context = self._input_context
+        if isinstance(dataset, tf.data.Dataset) and context is None:
+            policy = dataset.options().experimental_distribute.auto_shard_policy
+            if policy != tf.data.experimental.AutoShardPolicy.DATA:
+                raise ValueError(
+                    f"model.fit on {self._workers} workers would not shard "
+                    "keras_agd.mosaic_dataset by data (its auto-shard policy is "
+                    f"{policy.name}, not DATA): each worker would train on every item. "
+                    "Do not change the dataset's `experimental_distribute` options."
+                )
+        # TensorFlow's class of `distribute_datasets_from_function`'s datasets, which
+        # take their shares in the pipeline (a public base class has both kinds).
+        elif (
+            type(dataset).__name__ != "DistributedDatasetsFromFunction"
+            or context is None
+            or context.num_replicas_in_sync != replicas
+        ):
+            # E.g. `experimental_distribute_dataset` of a dataset built with an input
+            # context would split its shares again; without one, workers may get
+            # whole batches. Nothing here could tell which.
+            raise ValueError(
+                f"On {self._workers} workers, pass keras_agd.mosaic_dataset(...) itself to "
+                "model.fit, or strategy.distribute_datasets_from_function(lambda context: "
+                "keras_agd.mosaic_dataset(..., input_context=context)). Received: "
+                f"{type(dataset).__name__}, input_context={context}"
+            )
+        sizes = {"batch_size": self.batch_size, "mosaic_batch_size": self.mosaic_batch_size}
+        uneven = {name: size for name, size in sizes.items() if size % replicas}
+        if uneven or not self.pad_batches:
+            raise ValueError(
+                f"On {replicas} replicas, each batch is split evenly only if both batch "
+                f"sizes are multiples of {replicas} and `pad_batches=True`; otherwise "
+                "replicas average over different numbers of items and the step differs "
+                f"from one machine's. Received: {sizes}, pad_batches={self.pad_batches}"
+            )
 
     def _check_same_fit(self, iterator):
         if self._fit_loop is None or iterator is not self._fit_loop.data_iterator:

@@ -8,7 +8,14 @@ from keras_agd.sources import as_source
 
 
 def mosaic_dataset(
-    annealing, x, y=None, x_key=None, y_key=None, regular_dataset=None, augment=None
+    annealing,
+    x,
+    y=None,
+    x_key=None,
+    y_key=None,
+    regular_dataset=None,
+    augment=None,
+    input_context=None,
 ):
     """A `tf.data.Dataset` of `(x, y, sample_weight)` batches for `model.fit` with AGD.
 
@@ -41,6 +48,11 @@ def mosaic_dataset(
         augment: Optional function `(x_batch, y_batch) -> (x_batch, y_batch)` in
             TensorFlow ops (e.g. random deformation), applied to the batches of the
             regular phase read from `x`. Defaults to `None`.
+        input_context: The `tf.distribute.InputContext` that
+            `strategy.distribute_datasets_from_function` passes to its function: the
+            dataset then reads and yields only this worker's replicas' shares of each
+            batch (the same shares as the default sharding, which reads every batch
+            whole on every worker). Defaults to `None`.
 
     Returns:
         A `tf.data.Dataset` yielding `(x, y, sample_weight)`: x float32, y int64.
@@ -50,6 +62,12 @@ def mosaic_dataset(
     >>> annealing = keras_agd.Annealing(codebook, schedule)
     >>> train = keras_agd.mosaic_dataset(annealing, x_train, y_train)
     >>> model.fit(train, epochs=30, validation_data=(x_test, y_test), callbacks=[annealing])
+
+    On several workers, each reading only its share:
+
+    >>> train = strategy.distribute_datasets_from_function(
+    ...     lambda context: keras_agd.mosaic_dataset(annealing, x_train, y_train,
+    ...                                              input_context=context))
     """
     if not isinstance(annealing, Annealing):
         raise TypeError(
@@ -66,7 +84,13 @@ def mosaic_dataset(
     read_batch = _batch_reader(codebook, source)
     x_shape = (None, *source.sample_shape)
     regular = None if regular_dataset is None else _regular_batches(regular_dataset, x_shape)
-    annealing.attach(None if regular is None else int(regular.cardinality()))
+    if input_context is not None and not isinstance(input_context, tf.distribute.InputContext):
+        raise TypeError(
+            "`input_context` must be the tf.distribute.InputContext passed by "
+            f"`distribute_datasets_from_function`. Received: input_context={input_context!r}"
+        )
+    annealing.attach(None if regular is None else int(regular.cardinality()), input_context)
+    share = _all_shares if input_context is None else _replica_shares(input_context)
 
     def lookup(rows, weights, mosaic):
         batch_x, batch_y = tf.numpy_function(
@@ -96,7 +120,7 @@ def mosaic_dataset(
         weights.set_shape([None])
         for scalar in (batch_size, skip, mosaic, from_plan):
             scalar.set_shape([])
-        batches = tf.data.Dataset.from_tensor_slices((rows, weights)).batch(batch_size)
+        batches = share(tf.data.Dataset.from_tensor_slices((rows, weights)).batch(batch_size))
         batches = batches.map(
             lambda r, w: lookup(r, w, mosaic),
             num_parallel_calls=tf.data.AUTOTUNE,
@@ -107,7 +131,7 @@ def mosaic_dataset(
         # The regular phase comes from the user's own pipeline instead of the plan.
         none, every = tf.constant(0, tf.int64), tf.constant(-1, tf.int64)
         planned = batches.take(tf.where(from_plan, every, none))
-        own = regular.skip(tf.where(from_plan, none, skip))
+        own = share(regular.skip(tf.where(from_plan, none, skip)))
         return planned.concatenate(own.take(tf.where(from_plan, none, every)))
 
     try:
@@ -120,7 +144,40 @@ def mosaic_dataset(
         if cause is None:
             raise
         raise TypeError(str(cause)) from cause.__cause__
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    # Under tf.distribute every worker computes the same plan and takes its share of
+    # each batch (sharding by files would fail and fall back to this with a warning).
+    # With an input context the shares are taken here already.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA
+        if input_context is None
+        else tf.data.experimental.AutoShardPolicy.OFF
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def _all_shares(batches):
+    return batches
+
+
+def _replica_shares(context):
+    """Splits each global batch into one share per replica; keeps this worker's ones.
+
+    The shares are consecutive slices in replica order, as `tf.distribute`'s own
+    rebatching cuts them, and each of this worker's replicas gets one in turn.
+    """
+    replicas = context.num_replicas_in_sync
+    local = replicas // context.num_input_pipelines
+    first = context.input_pipeline_id * local
+
+    def slices(*batch):
+        def mine(tensor):
+            shape = tf.concat([[replicas, -1], tf.shape(tensor)[1:]], 0)
+            return tf.reshape(tensor, shape)[first : first + local]
+
+        return tf.data.Dataset.from_tensor_slices(tuple(mine(t) for t in batch))
+
+    return lambda batches: batches.flat_map(slices)
 
 
 def _batch_reader(codebook, source):

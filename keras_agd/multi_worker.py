@@ -1,0 +1,222 @@
+"""Training on several machines with `tf.distribute.MultiWorkerMirroredStrategy`.
+
+Every worker runs the same script: it builds the same `Annealing` callback, computes
+the same plan for each epoch (seeded by `seed` and the annealing step) and reads its
+share of every batch (`mosaic_dataset` shards by data). Four helpers cover what
+differs from one machine:
+
+- `prepare_model`: makes Keras' `fit` run with more than one worker.
+- `shared_codebook`: the chief builds the codebook once; the others load and verify it.
+- `backup_and_restore`: `keras.callbacks.BackupAndRestore` with one writer, the chief.
+- `worker_count` and `is_chief`: where this process stands in the cluster.
+
+See docs/scaling_out.md for a launch, what is sharded and what is replicated.
+"""
+
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+from keras_agd import _collective, _keras_adapter, _validation
+from keras_agd.codebook import HierarchicalCodebook
+
+
+def worker_count(strategy=None):
+    """The number of worker processes (chief included) that train together.
+
+    Args:
+        strategy: A `tf.distribute.Strategy`; `None` reads the cluster from the
+            `TF_CONFIG` environment variable, as `MultiWorkerMirroredStrategy` does.
+            Defaults to `None`.
+
+    Returns:
+        1 unless the cluster has several chief and worker tasks.
+    """
+    resolver = _resolver(strategy)
+    if resolver is None:
+        return 1
+    spec = resolver.cluster_spec()
+    return max(1, sum(spec.num_tasks(job) for job in ("chief", "worker") if job in spec.jobs))
+
+
+def is_chief(strategy=None):
+    """Whether this process writes the shared files: the chief task, else worker 0.
+
+    Args:
+        strategy: A `tf.distribute.Strategy`; `None` reads the cluster from the
+            `TF_CONFIG` environment variable, so that this works before the strategy
+            exists or outside its scope. Defaults to `None`.
+    """
+    if strategy is not None:
+        return bool(strategy.extended.should_checkpoint)
+    resolver = _resolver(None)
+    task_type = resolver.task_type
+    if not task_type or task_type == "chief":
+        return True
+    return (
+        task_type == "worker"
+        and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().jobs
+    )
+
+
+def _resolver(strategy):
+    if strategy is None:
+        return tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return strategy.cluster_resolver
+    return None
+
+
+def prepare_model(model):
+    """Makes `model.fit` work with more than one worker; returns `model`.
+
+    Keras 3.15's TensorFlow trainer cannot run `fit` (nor `evaluate`) under a
+    `MultiWorkerMirroredStrategy` with several workers: it fails before the first
+    step (see `keras_agd/_keras_adapter.py`). Call this once after `compile`, on
+    every worker. With one worker, or any other strategy, it does nothing.
+
+    Args:
+        model: A `keras.Model` created and compiled in `strategy.scope()`.
+
+    Returns:
+        `model`.
+
+    Example:
+
+    >>> with strategy.scope():
+    ...     model = make_model()
+    ...     model.compile(optimizer=keras_agd.AGD(0.05), loss=...)
+    >>> keras_agd.multi_worker.prepare_model(model)
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"`model` must be a keras.Model. Received: model={model!r}")
+    strategy = model.distribute_strategy
+    if worker_count(strategy) > 1 and not _keras_adapter.is_multi_worker_fit_enabled(model):
+        _keras_adapter.enable_multi_worker_fit(model)
+    return model
+
+
+def shared_codebook(path, x, y=None, *, build, strategy=None, timeout=600.0):
+    """The codebook at `path`: built once by the chief, loaded and verified by all.
+
+    The chief loads `path` if it exists (a cache), else calls `build()` and saves
+    the result there (atomically: temp file, then rename). The other workers wait
+    until the file appears, then load it. Every worker then checks the codebook's
+    fingerprint against its own `x` and `y`, so a worker reading other data fails
+    here, not with a silently different plan. `path` must be on a file system that
+    all workers see.
+
+    Args:
+        path: File path of the codebook (`.npz`), shared by all workers.
+        x: This worker's training inputs (anything `HierarchicalCodebook.fit` takes).
+        y: This worker's training labels. Defaults to `None`.
+        build: Function of no arguments returning a fitted `HierarchicalCodebook`
+            (called on the chief only, and only when `path` does not exist).
+        strategy: The `tf.distribute.Strategy` of the training; `None` reads the
+            cluster from `TF_CONFIG`. Defaults to `None`.
+        timeout: Seconds a worker waits for the chief's file. Defaults to `600.0`.
+
+    Returns:
+        A fitted `HierarchicalCodebook`, the same on every worker.
+
+    Raises:
+        TimeoutError: The chief's file did not appear within `timeout` seconds.
+        ValueError: The codebook was fit on data other than this worker's.
+
+    Example:
+
+    >>> codebook = keras_agd.multi_worker.shared_codebook(
+    ...     "/shared/codebook.npz", x_train, y_train,
+    ...     build=lambda: keras_agd.HierarchicalCodebook().fit(x_train, y_train))
+    """
+    path = _validation.check_path("path", path)
+    if not callable(build):
+        raise TypeError(f"`build` must be a function. Received: build={build!r}")
+    timeout = _validation.check_number("timeout", timeout, 0)
+    if is_chief(strategy) and not os.path.exists(path):
+        codebook = build()
+        if not isinstance(codebook, HierarchicalCodebook):
+            raise TypeError(
+                "`build` must return a fitted keras_agd.HierarchicalCodebook. "
+                f"Received: {type(codebook).__name__}"
+            )
+        codebook.save(path)
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"No codebook appeared at {path!r} within {timeout} s: the chief builds it "
+                "there. Is the chief running, and is the path on a file system that all "
+                "workers share?"
+            )
+        time.sleep(0.2)
+    codebook = HierarchicalCodebook.load(path)
+    try:
+        codebook.verify(x, y)
+    except ValueError as error:
+        raise ValueError(
+            f"The shared codebook {path!r} does not match this worker's training data "
+            f"(chief: {is_chief(strategy)}; a file left by another run? Delete it and the "
+            f"chief builds it again): {error}"
+        ) from error
+    return codebook
+
+
+class _ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' callback, writing on the chief only; all workers restore the same files."""
+
+    def on_train_begin(self, logs=None):
+        strategy = self.model.distribute_strategy
+        self._writes = is_chief(strategy)
+        if not self._writes:
+            self.delete_checkpoint = False
+        several = worker_count(strategy) > 1
+        # The chief restores first: it may put the previous backup in place of a torn
+        # latest one, which the others must not read (or copy) while it does.
+        if self._writes:
+            super().on_train_begin(logs)
+        if several:
+            _collective.barrier(strategy)
+        if not self._writes:
+            super().on_train_begin(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._writes:
+            super().on_epoch_end(epoch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._writes:
+            super().on_train_batch_end(batch, logs)
+
+
+def backup_and_restore(backup_dir, save_freq="epoch", double_checkpoint=True):
+    """`keras.callbacks.BackupAndRestore` for all workers, with the chief as only writer.
+
+    Keras' callback writes its backup from every process that runs it; with several
+    workers sharing `backup_dir` they would write the same files at once. This one
+    writes from the chief only (found from the strategy of `fit`), and every worker
+    restores from the same files when the job restarts, after the chief has, so that
+    all resume at the same epoch, weights and annealing state. `double_checkpoint=True`
+    keeps the previous backup, which Keras restores when the latest one is unreadable
+    (a chief killed while writing it). With one worker it is Keras' callback.
+
+    Args:
+        backup_dir: Folder shared by all workers.
+        save_freq: `"epoch"` or a number of batches (see `BackupAndRestore`).
+            Defaults to `"epoch"`.
+        double_checkpoint: Whether to keep the previous backup too. Defaults to `True`.
+
+    Returns:
+        A `keras.callbacks.BackupAndRestore`.
+
+    Example:
+
+    >>> backup = keras_agd.multi_worker.backup_and_restore("/shared/backup")
+    >>> model.fit(train, epochs=9, callbacks=[annealing, backup])
+    """
+    return _ChiefBackupAndRestore(
+        backup_dir, save_freq=save_freq, double_checkpoint=double_checkpoint
+    )
