@@ -146,12 +146,13 @@ def measure(model_name, optimizer_name, args, rng):
         "plain": compiled_train_function(model_name, optimizer_name, False, args),
         "wrapped": compiled_train_function(model_name, optimizer_name, True, args),
     }
-    # Size blocks from a first timing so that every block lasts about --block-seconds.
-    seconds_per_call = runners["plain"](2)[0] / 2
-    calls = max(1, round(args.block_seconds / seconds_per_call))
+    # Warm up (the first calls run slower), then size blocks from a timing of the
+    # warm step so that every block lasts about --block-seconds.
     for _ in range(args.warmup_blocks):
         for runner in runners.values():
-            runner(calls)
+            runner(5)
+    seconds_per_call = runners["plain"](5)[0] / 5
+    calls = max(1, round(args.block_seconds / seconds_per_call))
     steps = calls * args.steps_per_execution
     times = {name: [] for name in runners}
     for _ in range(args.repeats):
