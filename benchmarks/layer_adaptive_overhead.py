@@ -6,7 +6,9 @@ block of each, in a shuffled order, and each repeat yields one ratio wrapped / p
 so that drifts in machine load cancel. The JSON gives the median step times, the
 median ratio with a distribution-free 95% confidence interval, and a verdict against
 the target (median overhead at most 3%, upper end of the interval under 5%); it says
-"inconclusive" when the interval is too wide to tell.
+"inconclusive" when the interval is too wide to tell. A second plain copy of each step
+is timed too (an A/A control): its ratio to the first shows how far two identical
+compiled steps differ on the machine, the floor under any overhead figure.
 
     python benchmarks/layer_adaptive_overhead.py [--repeats 31] [--plot overhead.png]
 """
@@ -145,6 +147,9 @@ def measure(model_name, optimizer_name, args, rng):
     runners = {
         "plain": compiled_train_function(model_name, optimizer_name, False, args),
         "wrapped": compiled_train_function(model_name, optimizer_name, True, args),
+        # An A/A control: a second plain copy, timed the same way. Its ratio to the
+        # first shows how far two identical compiled steps differ on this machine.
+        "plain_copy": compiled_train_function(model_name, optimizer_name, False, args),
     }
     # Warm up (the first calls run slower), then size blocks from a timing of the
     # warm step so that every block lasts about --block-seconds.
@@ -158,11 +163,10 @@ def measure(model_name, optimizer_name, args, rng):
     for _ in range(args.repeats):
         for name in rng.permutation(list(runners)):
             times[name].append(np.array(runners[name](calls)) / steps)
-    (plain, plain_cpu), (wrapped, wrapped_cpu) = (
-        np.array(times["plain"]).T,
-        np.array(times["wrapped"]).T,
+    (plain, plain_cpu), (wrapped, wrapped_cpu), (copy, _) = (
+        np.array(times[name]).T for name in ("plain", "wrapped", "plain_copy")
     )
-    ratios, cpu_ratios = wrapped / plain, wrapped_cpu / plain_cpu
+    ratios, cpu_ratios, control = wrapped / plain, wrapped_cpu / plain_cpu, copy / plain
     median = float(np.median(ratios))
     low, high = median_interval(ratios)
     return {
@@ -179,6 +183,13 @@ def measure(model_name, optimizer_name, args, rng):
         # Process CPU time (all threads): less sensitive to other jobs than wall time.
         "cpu_ratio_median": float(np.median(cpu_ratios)),
         "cpu_ratio_ci95": list(median_interval(cpu_ratios)),
+        "control_ratio_median": float(np.median(control)),
+        "control_ratio_ci95": list(median_interval(control)),
+        # False: two identical steps already differ by more than the target here.
+        "control_within_target": bool(
+            1 - TARGET_MEDIAN <= min(median_interval(control))
+            and max(median_interval(control)) <= 1 + TARGET_MEDIAN
+        ),
     }
 
 
