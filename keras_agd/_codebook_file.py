@@ -96,10 +96,23 @@ def save(path, codebook):
             os.unlink(file.name)
             raise
     try:
+        # A temporary file is private (0600); the codebook gets the mode of any file
+        # the user creates, so that other workers or users can read a shared one.
+        os.chmod(file.name, 0o666 & ~_umask())
         os.replace(file.name, path)
     except BaseException:
         os.unlink(file.name)
         raise
+
+
+def _umask():
+    """The process's umask, read without setting it (which would race other threads)."""
+    try:
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("Umask:"))
+        return int(line.split()[1], 8)
+    except (OSError, StopIteration, ValueError, IndexError):
+        return 0o022
 
 
 def _json_param(value):

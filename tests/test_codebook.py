@@ -1,4 +1,6 @@
 import json
+import os
+import stat
 import sys
 import time
 
@@ -163,6 +165,17 @@ def test_save_load_round_trip_is_exact(codebook, digits, tmp_path):
     loaded.verify(*digits)
     for got, expected in zip(loaded.frontier(1.5), codebook.frontier(1.5)):
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_saved_file_has_the_mode_the_umask_gives_new_files(codebook, tmp_path, umask):
+    # Not the 0600 of a temporary file: other workers must be able to read a shared one.
+    previous = os.umask(umask)
+    try:
+        codebook.save(tmp_path / "codebook.npz")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "codebook.npz").stat().st_mode) == 0o666 & ~umask
 
 
 def test_save_keeps_the_exact_file_name(codebook, tmp_path):
