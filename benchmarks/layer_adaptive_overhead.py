@@ -85,6 +85,9 @@ def parse_args():
         "--block-seconds", type=float, default=0.5, help="about how long one timed block runs"
     )
     parser.add_argument("--warmup-blocks", type=int, default=3)
+    parser.add_argument(
+        "--instances", type=int, default=3, help="compiled copies of each variant, used in turn"
+    )
     parser.add_argument("--steps-per-execution", type=int, default=10)
     parser.add_argument(
         "--threads", type=int, default=0, help="TensorFlow intra-op threads (0: its default)"
@@ -144,25 +147,33 @@ def verdict(median, low, high):
 
 
 def measure(model_name, optimizer_name, args, rng):
+    variants = {"plain": False, "wrapped": True, "plain_copy": False}
+    # Each variant is compiled --instances times; repeat r times instance r mod k of
+    # each. Two compiled copies of one step can differ by several percent (buffer
+    # placement), which interleaving cannot remove but spreading over copies averages.
+    # "plain_copy" is an A/A control: its ratio to "plain" shows how far identical
+    # compiled steps differ on this machine.
     runners = {
-        "plain": compiled_train_function(model_name, optimizer_name, False, args),
-        "wrapped": compiled_train_function(model_name, optimizer_name, True, args),
-        # An A/A control: a second plain copy, timed the same way. Its ratio to the
-        # first shows how far two identical compiled steps differ on this machine.
-        "plain_copy": compiled_train_function(model_name, optimizer_name, False, args),
+        name: [
+            compiled_train_function(model_name, optimizer_name, wrapped, args)
+            for _ in range(args.instances)
+        ]
+        for name, wrapped in variants.items()
     }
     # Warm up (the first calls run slower), then size blocks from a timing of the
     # warm step so that every block lasts about --block-seconds.
     for _ in range(args.warmup_blocks):
-        for runner in runners.values():
-            runner(5)
-    seconds_per_call = runners["plain"](5)[0] / 5
+        for copies in runners.values():
+            for runner in copies:
+                runner(5)
+    seconds_per_call = runners["plain"][0](5)[0] / 5
     calls = max(1, round(args.block_seconds / seconds_per_call))
     steps = calls * args.steps_per_execution
     times = {name: [] for name in runners}
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
         for name in rng.permutation(list(runners)):
-            times[name].append(np.array(runners[name](calls)) / steps)
+            runner = runners[name][repeat % args.instances]
+            times[name].append(np.array(runner(calls)) / steps)
     (plain, plain_cpu), (wrapped, wrapped_cpu), (copy, _) = (
         np.array(times[name]).T for name in ("plain", "wrapped", "plain_copy")
     )

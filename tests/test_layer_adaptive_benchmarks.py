@@ -27,7 +27,8 @@ def run_script(name, *args):
 def test_overhead_benchmark(tmp_path):
     plot = tmp_path / "overhead.png"
     args = ["--models", "mlp", "--optimizers", "adam", "--repeats", "3"]
-    args += ["--block-seconds", "0.05", "--warmup-blocks", "1", "--plot", str(plot)]
+    args += ["--block-seconds", "0.05", "--warmup-blocks", "1", "--instances", "2"]
+    args += ["--plot", str(plot)]
     report = run_script("layer_adaptive_overhead.py", *args)
     (result,) = report["results"]
     assert (result["model"], result["optimizer"]) == ("mlp", "adam")
