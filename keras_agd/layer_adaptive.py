@@ -240,7 +240,7 @@ class LayerRates:
         """
         grads_and_vars = list(grads_and_vars)
         position = {name: i for i, name in enumerate(self.group_names)}
-        groups = [self._group_of[variable_key(optimizer, v)] for g, v in grads_and_vars]
+        groups = [self._group_of[variable_key(optimizer, v)] for _, v in grads_and_vars]
         group_index = [
             None if g is None or grad is None else position[g]
             for g, (grad, _) in zip(groups, grads_and_vars, strict=True)
