@@ -101,7 +101,17 @@ class EpochPlan:
 
 
 def plan_epoch(
-    codebook, epsilon, step, *, mode, criterion, batch_size, mosaic_batch_size, pad_batches, seed
+    codebook,
+    epsilon,
+    step,
+    *,
+    mode,
+    criterion,
+    batch_size,
+    mosaic_batch_size,
+    pad_batches,
+    seed,
+    mosaic_batches=None,
 ):
     """Computes the items of the epoch at annealing step `step` and error `epsilon`.
 
@@ -116,6 +126,8 @@ def plan_epoch(
         mosaic_batch_size: Batch size while it holds codewords.
         pad_batches: Whether to pad the last batch with zero-weight items.
         seed: Integer seed of the epoch's order.
+        mosaic_batches: Batches of a mosaic epoch, or `None` for one pass over
+            the frontier (see `Annealing`).
 
     Returns:
         An `EpochPlan`.
@@ -142,13 +154,16 @@ def plan_epoch(
             # same expected loss as eq. (6), without the variance of heavy weights.
             items = np.concatenate([n_samples + frontier.nodes, frontier.samples])
             omega = np.concatenate([frontier.node_weights, np.ones(len(frontier.samples))])
-            rows = rng.choice(items, size=frontier_size, p=omega / omega.sum())
-            weights = np.ones(frontier_size, np.float32)
+            draws = mosaic_batches * mosaic_batch_size if mosaic_batches and mosaic else None
+            rows = rng.choice(items, size=draws or frontier_size, p=omega / omega.sum())
+            weights = np.ones(len(rows), np.float32)
         elif mode == "random_subset":
             rows = rng.choice(n_samples, size=frontier_size, replace=False)
             weights = np.ones(frontier_size, np.float32)
         else:
             raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
+        if mosaic_batches and mosaic and mode != "proportional":
+            rows, weights = _passes(rows, weights, mosaic_batches * mosaic_batch_size, rng)
     order = rng.permutation(len(rows))
     rows, weights = rows[order].astype(np.int64), weights[order]
     size = mosaic_batch_size if mosaic else batch_size
@@ -165,3 +180,14 @@ def plan_epoch(
         weights=weights,
         batch_size=int(size),
     )
+
+
+def _passes(rows, weights, count, rng):
+    """`count` items from shuffled passes over `rows`, the last pass cut short.
+
+    Each pass visits every item once; a cut pass keeps a uniformly random part of it,
+    so every item is equally likely to appear and the expected loss is unchanged.
+    """
+    order = np.concatenate([rng.permutation(len(rows)) for _ in range(-(-count // len(rows)))])
+    order = order[:count]
+    return rows[order], weights[order]

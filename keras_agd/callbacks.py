@@ -82,6 +82,14 @@ class Annealing(keras.callbacks.Callback):
             real items. Defaults to `True`.
         seed: Integer seed of the epochs' order; `None` draws one from NumPy's global
             RNG (which `keras.utils.set_random_seed` sets). Defaults to `None`.
+        mosaic_batches: Batches of every mosaic epoch, so that each level of the
+            codebook gets the same number of optimizer steps however few codewords
+            it holds. `None` makes a mosaic epoch one pass over the frontier (eq. 6
+            as written: one step per epoch for a frontier of tens of codewords at
+            batch 1024). With a number, `"proportional"` draws that many batches
+            by ω, `"weighted"` and `"random_subset"` repeat shuffled passes over
+            their items (the last one cut short). Not for `"per_sample"`, whose
+            epochs hold every sample. Defaults to `None`.
 
     Example:
 
@@ -102,6 +110,7 @@ class Annealing(keras.callbacks.Callback):
         criterion="mean",
         pad_batches=True,
         seed=None,
+        mosaic_batches=None,
     ):
         super().__init__()
         if not hasattr(codebook, "sample_node_"):
@@ -120,6 +129,14 @@ class Annealing(keras.callbacks.Callback):
         if mode not in MODES:
             raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
         codebook._node_errors(criterion)  # Validates `criterion` now, not mid-training.
+        if mosaic_batches is not None:
+            mosaic_batches = _validation.check_integer("mosaic_batches", mosaic_batches, 1)
+            if mode == "per_sample":
+                raise ValueError(
+                    "`mosaic_batches` cannot be used with mode='per_sample': its epochs hold "
+                    "every sample (N items), each replaced by its codeword. Use "
+                    "mode='proportional' or 'weighted' for epochs of a fixed number of steps."
+                )
         if seed is None:
             # The legacy global RNG is the one `keras.utils.set_random_seed` seeds.
             seed = int(np.random.randint(2**31 - 1))  # noqa: NPY002
@@ -133,6 +150,7 @@ class Annealing(keras.callbacks.Callback):
         self.criterion = criterion
         self.pad_batches = pad_batches
         self.seed = int(seed)
+        self.mosaic_batches = mosaic_batches
         self._epsilon(0)  # A schedule that fails at its first step fails here, not in `fit`.
         self._has_pipeline = False
         self._regular_batches = None
@@ -354,6 +372,7 @@ class Annealing(keras.callbacks.Callback):
             mosaic_batch_size=self.mosaic_batch_size,
             pad_batches=self.pad_batches,
             seed=self.seed,
+            mosaic_batches=self.mosaic_batches,
         )
         return dataclasses.replace(plan, skip_batches=skip)
 

@@ -1,0 +1,492 @@
+"""Does the mosaic phase earn its keep? AGD against the controls a user would pick instead.
+
+Every arm trains the same model on the same training split for the same budget of
+examples (`--budget-epochs` passes), with SGD momentum 0.9 (Adam for `adam`) and a
+learning rate that decays linearly to zero over its budget (Li et al., "Budgeted
+Training", ICLR 2020). Each arm's rate is chosen by a sweep on a validation split
+(held out of the training set, never the test set), with the same grid size for every
+arm. The mosaic phase (AGD and its controls) costs `--mosaic-share` of one epoch's
+examples, at batch `--mosaic-batch-size`, spread evenly over `--mosaic-epochs` levels
+of the codebook (`Annealing(mosaic_batches=...)`), its rate warmed up linearly over
+the first level; the regular phase then runs the remaining epochs at SGD's tuned
+rate, decaying to zero.
+
+Arms:
+- `sgd`, `adam`: batch `--batch-size` throughout.
+- `large_batch_sgd`: batch `--mosaic-batch-size` throughout, warmup then decay.
+- `phased_sgd`: the mosaic phase's steps, batch and rate on random real samples, then
+  the regular phase: "large batches early" without the codebook.
+- `agd`: proportional mode (items drawn by ω). `agd_weighted`: eq. (6) weights.
+- `random_subset`: growing random subsets of the frontier's sizes (Wu et al. 2021).
+- `group_means`: codewords replaced by means of random groups of the same sizes
+  and classes (averaging without clustering).
+- `medoids`: codewords replaced by the nearest real sample of their cluster.
+
+    python benchmarks/mosaic_study.py                           # plain MNIST, MLP
+    python benchmarks/mosaic_study.py --label-noise 0.4         # noisy labels
+    python benchmarks/mosaic_study.py --budget-epochs 2         # a short budget
+    python benchmarks/mosaic_study.py --model lenet             # a CNN
+    python benchmarks/mosaic_study.py --quick                   # smoke run
+
+Metrics (median over seeds, with the seeds' range): wall time, optimizer steps and
+examples until test accuracy first reaches each of three levels (SGD's median final
+accuracy minus `--margin`, and the accuracies of 2x and 4x that error), the final
+accuracy, and the codebook build time (added to the totals of arms that need it).
+Accuracy is evaluated every `1 / --evals-per-epoch` epoch of examples, off the clock.
+"""
+
+import argparse
+import copy
+import json
+import statistics
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from _common import default_mnist_path, machine
+
+import keras_agd
+
+ARMS = (
+    "sgd",
+    "adam",
+    "large_batch_sgd",
+    "phased_sgd",
+    "agd",
+    "agd_weighted",
+    "random_subset",
+    "group_means",
+    "medoids",
+)
+USES_CODEBOOK = ("agd", "agd_weighted", "group_means", "medoids")
+MOSAIC_ARMS = ("phased_sgd", "random_subset", *USES_CODEBOOK)
+# Rate grids of the validation sweep: the same number of values for every arm.
+GRIDS = {
+    "sgd": (0.025, 0.05, 0.1, 0.2),
+    "adam": (3e-4, 1e-3, 3e-3, 1e-2),
+    "large_batch_sgd": (0.1, 0.2, 0.4, 0.8),
+    "mosaic": (0.05, 0.1, 0.2, 0.4),
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mnist", default=default_mnist_path())
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--model", choices=["mlp", "lenet"], default="mlp")
+    parser.add_argument("--hidden", type=int, nargs="+", default=[512, 256, 128])
+    parser.add_argument("--activation", default="relu")
+    parser.add_argument("--budget-epochs", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--mosaic-batch-size", type=int, default=1024)
+    parser.add_argument("--mosaic-epochs", type=int, default=4, help="codebook levels visited")
+    parser.add_argument("--mosaic-share", type=float, default=1.0, help="epochs of examples")
+    parser.add_argument("--label-noise", type=float, default=0.0, help="share of labels flipped")
+    parser.add_argument("--validation-samples", type=int, default=10000)
+    parser.add_argument("--train-samples", type=int, default=None, help="first N of the split")
+    parser.add_argument("--evals-per-epoch", type=int, default=4)
+    parser.add_argument("--margin", type=float, default=0.002)
+    parser.add_argument(
+        "--rates", type=json.loads, default=None, help='skip the sweep: {"sgd": 0.05, ...}'
+    )
+    parser.add_argument("--threads", type=int, default=0, help="TF threads (0: TF's default)")
+    parser.add_argument("--quick", action="store_true", help="small data, 1 seed, 2 rates")
+    parser.add_argument("--out", type=Path, default=Path("results/mosaic_study"))
+    parser.add_argument("--name", default=None, help="file name of the JSON (default: regime)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds, args.hidden, args.train_samples = 1, [64], args.train_samples or 4000
+        args.validation_samples, args.budget_epochs, args.mosaic_epochs = 2000, 2, 2
+    return args
+
+
+# --- Data, models, codebooks.
+
+
+def load_data(args):
+    """The training split (labels flipped at `--label-noise`), validation split, test set."""
+    (x, y), (x_test, y_test) = keras_agd.datasets.load_mnist(args.mnist)
+    x, x_test = x.astype(np.float32) / 255.0, x_test.astype(np.float32) / 255.0
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(x))
+    val, train = order[: args.validation_samples], order[args.validation_samples :]
+    train = train[: args.train_samples] if args.train_samples else train
+    y = y.astype(np.int64)
+    if args.label_noise:
+        # The user's labels are noisy in both splits; the test labels stay clean.
+        flip = rng.random(len(y)) < args.label_noise
+        y = np.where(flip, (y + rng.integers(1, 10, len(y))) % 10, y)
+    return (x[train], y[train]), (x[val], y[val]), (x_test, y_test.astype(np.int64))
+
+
+def build_model(args, input_shape):
+    layers = [keras.Input(input_shape)]
+    if args.model == "lenet":
+        layers += [
+            keras.layers.Reshape((*input_shape, 1)),
+            keras.layers.Conv2D(6, 5, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(16, 5, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(120, activation="relu"),
+            keras.layers.Dense(84, activation="relu"),
+        ]
+    else:
+        layers.append(keras.layers.Flatten())
+        layers += [keras.layers.Dense(units, activation=args.activation) for units in args.hidden]
+    return keras.Sequential([*layers, keras.layers.Dense(10)])
+
+
+def ablation_codebook(codebook, x, kind, seed=0):
+    """A copy of `codebook` whose codewords are means of random groups, or medoids.
+
+    The tree, counts and errors stay, so the frontiers (sizes, weights) are the same;
+    only what each codeword looks like changes.
+    """
+    paths = codebook.sample_paths_  # (N, levels): each sample's chain of nodes.
+    flat = x.reshape(len(x), -1)
+    n_nodes = len(codebook.codewords_)
+    if kind == "group_means":
+        # Random groups of the same sizes within each class: the same nesting, applied
+        # to a within-class permutation of the samples.
+        rng = np.random.default_rng(seed)
+        label = codebook.node_label_[codebook.sample_node_]
+        source = np.arange(len(x))
+        for value in np.unique(label):
+            members = np.flatnonzero(label == value)
+            source[members] = rng.permutation(members)
+        sums = np.zeros((n_nodes, flat.shape[1]))
+        for level in range(paths.shape[1]):
+            valid = paths[:, level] >= 0
+            np.add.at(sums, paths[valid, level], flat[source[valid]])
+        codewords = sums / codebook.node_count_[:, None]
+    elif kind == "medoids":
+        best = np.full(n_nodes, np.inf)
+        chosen = np.zeros(n_nodes, np.int64)
+        centroids = codebook.codewords_.reshape(n_nodes, -1)
+        for level in range(paths.shape[1]):
+            rows = np.flatnonzero(paths[:, level] >= 0)
+            nodes = paths[rows, level]
+            distance = ((flat[rows] - centroids[nodes]) ** 2).sum(1)
+            # The smallest distance per node: sort by distance, keep each node's first.
+            order = np.lexsort((distance, nodes))
+            first = np.r_[True, nodes[order][1:] != nodes[order][:-1]]
+            nodes, rows, distance = nodes[order][first], rows[order][first], distance[order][first]
+            better = distance < best[nodes]
+            best[nodes[better]], chosen[nodes[better]] = distance[better], rows[better]
+        codewords = flat[chosen]
+    else:
+        raise ValueError(kind)
+    ablated = copy.copy(codebook)
+    ablated.codewords_ = codewords.reshape(codebook.codewords_.shape).astype(np.float32)
+    return ablated
+
+
+# --- Learning rates.
+
+
+class BudgetRate(keras.optimizers.schedules.LearningRateSchedule):
+    """`rate`, warmed up linearly over `warmup` steps, decayed linearly to 0 at `steps`."""
+
+    def __init__(self, rate, steps, warmup=0, decay=True):
+        self.rate, self.steps, self.warmup, self.decay = rate, steps, warmup, decay
+
+    def __call__(self, step):
+        step = tf.cast(step, "float32")
+        rate = self.rate * tf.minimum(1.0, (step + 1) / max(self.warmup, 1))
+        if self.decay:
+            rate *= tf.maximum(0.0, 1.0 - step / self.steps)
+        return rate
+
+    def get_config(self):
+        return {"rate": self.rate, "steps": self.steps, "warmup": self.warmup, "decay": self.decay}
+
+
+class PhasedRate(keras.optimizers.schedules.LearningRateSchedule):
+    """`first` for the first `boundary` steps, then `second` counted from the boundary."""
+
+    def __init__(self, first, boundary, second):
+        self.first, self.boundary, self.second = first, boundary, second
+
+    def __call__(self, step):
+        step = tf.cast(step, "int64")
+        return tf.where(
+            step < self.boundary, self.first(step), self.second(tf.maximum(step - self.boundary, 0))
+        )
+
+
+# --- One run.
+
+
+class Curve(keras.callbacks.Callback):
+    """Test and validation accuracy every `every` examples, off the clock."""
+
+    def __init__(self, data, every, batch_size_now):
+        super().__init__()
+        self.data, self.every, self.batch_size_now = data, every, batch_size_now
+        self.points, self.examples, self.next_eval = [], 0, every
+        self.eval_seconds = 0.0
+
+    def on_train_begin(self, logs=None):
+        self.predict = tf.function(lambda x: self.model(x, training=False), jit_compile=True)
+        self.accuracy("test")  # Compiles the evaluation before the clock starts.
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.examples += self.batch_size_now()
+        if self.examples >= self.next_eval:
+            self.next_eval += self.every
+            self.record()
+
+    def on_train_end(self, logs=None):
+        if not self.points or self.points[-1]["examples"] != self.examples:
+            self.record()
+
+    def record(self):
+        seconds = time.perf_counter() - self.start - self.eval_seconds
+        begin = time.perf_counter()
+        self.points.append(
+            {
+                "seconds": seconds,
+                "examples": self.examples,
+                "steps": int(self.model.optimizer.iterations.numpy()),
+                "test_accuracy": self.accuracy("test"),
+                "validation_accuracy": self.accuracy("validation"),
+            }
+        )
+        self.eval_seconds += time.perf_counter() - begin
+
+    def accuracy(self, split):
+        x, y = self.data[split]
+        correct = 0
+        for start in range(0, len(x), 5000):
+            logits = self.predict(tf.constant(x[start : start + 5000]))
+            correct += int((np.argmax(logits, -1) == y[start : start + 5000]).sum())
+        return correct / len(x)
+
+
+def mosaic_plan(args, n):
+    """Batches per mosaic level and in all: `--mosaic-share` epochs of examples."""
+    total = max(args.mosaic_epochs, round(args.mosaic_share * n / args.mosaic_batch_size))
+    per_level = -(-total // args.mosaic_epochs)
+    return per_level, per_level * args.mosaic_epochs
+
+
+def train(arm, rate, seed, args, data, codebooks, regular_rate):
+    """One run; returns its curve. `regular_rate` is the tuned SGD rate (mosaic arms)."""
+    (x, y), validation, test = data
+    n, batch, big = len(x), args.batch_size, args.mosaic_batch_size
+    keras.utils.set_random_seed(seed)
+    model = build_model(args, x.shape[1:])
+    per_level, mosaic_steps = mosaic_plan(args, n)
+    regular_epochs = args.budget_epochs - (1 if arm in MOSAIC_ARMS else 0)
+    regular_steps = regular_epochs * -(-n // batch)
+    warmup = per_level  # The mosaic rate (and large_batch_sgd's) warms up over one level.
+    callbacks = []
+    if arm in ("agd", "agd_weighted", "random_subset", "group_means", "medoids"):
+        codebook = codebooks.get(arm, codebooks["agd"])
+        mode = {"agd_weighted": "weighted", "random_subset": "random_subset"}.get(
+            arm, "proportional"
+        )
+        annealing = keras_agd.Annealing(
+            codebook,
+            keras_agd.schedules.from_codebook(codebooks["agd"], args.mosaic_epochs),
+            batch_size=batch,
+            mosaic_batch_size=big,
+            mode=mode,
+            seed=seed,
+            mosaic_batches=per_level,
+        )
+        optimizer = keras_agd.AGD(
+            learning_rate=BudgetRate(regular_rate, regular_steps),
+            mosaic_learning_rate=BudgetRate(rate, mosaic_steps, warmup, decay=False),
+            momentum=0.9,
+        )
+        train_data = keras_agd.mosaic_dataset(annealing, x, y)
+        epochs, callbacks = args.mosaic_epochs + regular_epochs, [annealing]
+
+        def batch_size_now():
+            return annealing.plan.batch_size
+
+    else:
+        if arm == "large_batch_sgd":
+            phases = [(big, args.budget_epochs * -(-n // big))]
+            schedule = BudgetRate(rate, phases[0][1], warmup=phases[0][1] // 10)
+        elif arm == "phased_sgd":
+            phases = [(big, mosaic_steps), (batch, regular_steps)]
+            schedule = PhasedRate(
+                BudgetRate(rate, mosaic_steps, warmup, decay=False),
+                mosaic_steps,
+                BudgetRate(regular_rate, regular_steps),
+            )
+        else:
+            phases = [(batch, regular_steps)]
+            schedule = BudgetRate(rate, regular_steps)
+        if arm == "adam":
+            optimizer = keras.optimizers.Adam(schedule)
+        else:
+            optimizer = keras.optimizers.SGD(schedule, momentum=0.9)
+        pieces = []
+        for size, steps in phases:
+            piece = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(n, seed=seed).repeat()
+            pieces.append(piece.batch(size, drop_remainder=True).take(steps))
+        train_data = pieces[0] if len(pieces) == 1 else pieces[0].concatenate(pieces[1])
+        train_data, epochs = train_data.prefetch(tf.data.AUTOTUNE), 1
+        boundary = phases[0][1]
+
+        def batch_size_now():
+            step = int(model.optimizer.iterations.numpy())  # Already counts this batch.
+            return phases[0][0] if step <= boundary else phases[-1][0]
+
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=True,
+    )
+    every = max(1, n // args.evals_per_epoch)
+    curve = Curve({"test": test, "validation": validation}, every, batch_size_now)
+    model.fit(train_data, epochs=epochs, callbacks=[*callbacks, curve], verbose=0, shuffle=False)
+    return curve.points
+
+
+# --- Summary.
+
+
+def first(curve, target, measure):
+    return next((p[measure] for p in curve if p["test_accuracy"] >= target), None)
+
+
+def spread(values):
+    """Median (None where half or more of the seeds never got a value) and range."""
+    values = [np.inf if v is None else float(v) for v in values]
+    middle = statistics.median(values)
+    return {
+        "median": None if middle == np.inf else middle,
+        "min": min(values) if min(values) < np.inf else None,
+        "max": max(values) if max(values) < np.inf else None,
+        "reached": sum(v < np.inf for v in values),
+    }
+
+
+def summarize(runs, build_seconds, margin):
+    sgd_final = statistics.median(curve[-1]["test_accuracy"] for curve in runs["sgd"])
+    error = 1 - (sgd_final - margin)
+    levels = {"early": 1 - 4 * error, "middle": 1 - 2 * error, "final": 1 - error}
+    reference = {
+        (level, measure): spread([first(c, target, measure) for c in runs["sgd"]])["median"]
+        for level, target in levels.items()
+        for measure in ("seconds", "steps")
+    }
+    rows = {}
+    for arm, curves in runs.items():
+        build = build_seconds if arm in USES_CODEBOOK else 0.0
+        row = {
+            "final_accuracy": spread([c[-1]["test_accuracy"] for c in curves]),
+            "train_seconds": spread([c[-1]["seconds"] for c in curves]),
+            "codebook_build_s": build,
+        }
+        for level, target in levels.items():
+            seconds = [first(c, target, "seconds") for c in curves]
+            total = [None if s is None else s + build for s in seconds]
+            steps = [first(c, target, "steps") for c in curves]
+            row[level] = {
+                "seconds": spread(seconds),
+                "total_seconds": spread(total),
+                "steps": spread(steps),
+                "examples": spread([first(c, target, "examples") for c in curves]),
+                # Ratios per seed against SGD's median: the range says how sure it is.
+                "total_ratio_to_sgd": spread(
+                    [None if t is None else t / reference[level, "seconds"] for t in total]
+                ),
+                "steps_ratio_to_sgd": spread(
+                    [None if s is None else s / reference[level, "steps"] for s in steps]
+                ),
+            }
+        rows[arm] = row
+    return {"levels": levels, "arms": rows}
+
+
+def sweep(args, data, codebooks):
+    """Each arm's rate by the best final validation accuracy (seed 1000, one run each)."""
+    grid_size = 2 if args.quick else None
+    chosen, scores = {}, {}
+
+    def best(arm, grid, regular_rate=None):
+        grid = grid[1 : 1 + grid_size] if grid_size else grid
+        accuracy = {}
+        for rate in grid:
+            curve = train(arm, rate, 1000, args, data, codebooks, regular_rate)
+            accuracy[rate] = curve[-1]["validation_accuracy"]
+            print(f"sweep {arm:>16} rate {rate:<7g} validation {accuracy[rate]:.4f}", flush=True)
+        scores[arm] = accuracy
+        return max(grid, key=lambda r: (accuracy[r], -r))  # Ties: the smaller rate.
+
+    chosen["sgd"] = best("sgd", GRIDS["sgd"])
+    for arm in args.arms:
+        if arm != "sgd":
+            grid = GRIDS["mosaic"] if arm in MOSAIC_ARMS else GRIDS[arm]
+            chosen[arm] = best(arm, grid, chosen["sgd"])
+    return chosen, scores
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    data = load_data(args)
+    (x, y), _, _ = data
+    start = time.perf_counter()
+    codebook = keras_agd.HierarchicalCodebook(branching=5, random_state=0).fit(x, y)
+    build_seconds = time.perf_counter() - start
+    codebooks = {"agd": codebook}
+    if "group_means" in args.arms:
+        codebooks["group_means"] = ablation_codebook(codebook, x, "group_means")
+    if "medoids" in args.arms:
+        codebooks["medoids"] = ablation_codebook(codebook, x, "medoids")
+    if args.rates:
+        rates, sweep_scores = args.rates, None
+    else:
+        rates, sweep_scores = sweep(args, data, codebooks)
+    print(f"rates: {rates}", flush=True)
+    arms = list(dict.fromkeys(["sgd", *args.arms]))
+    runs = {arm: [] for arm in arms}
+    for seed in range(args.seeds):  # Interleaved: load changes hit every arm alike.
+        for arm in arms:
+            curve = train(arm, rates[arm], seed, args, data, codebooks, rates["sgd"])
+            runs[arm].append(curve)
+            print(
+                f"seed {seed} {arm:>16}: {curve[-1]['seconds']:6.1f} s, "
+                f"{curve[-1]['steps']:5d} steps, test {curve[-1]['test_accuracy']:.4f}",
+                flush=True,
+            )
+    regime = args.name or (
+        f"{args.model}_noise{args.label_noise:g}_budget{args.budget_epochs}"
+        + ("_quick" if args.quick else "")
+    )
+    per_level, mosaic_steps = mosaic_plan(args, len(x))
+    result = {
+        "benchmark": "mosaic_study",
+        "regime": regime,
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "machine": machine(),
+        "mosaic_batches_per_level": per_level,
+        "mosaic_steps": mosaic_steps,
+        "codebook_build_s": build_seconds,
+        "rates": rates,
+        "sweep_validation_accuracy": sweep_scores,
+        "summary": summarize(runs, build_seconds, args.margin),
+        "runs": runs,
+    }
+    (args.out / f"{regime}.json").write_text(json.dumps(result, indent=2, default=float))
+    print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2, default=float))
+    return result
+
+
+if __name__ == "__main__":
+    main()
