@@ -96,6 +96,9 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="small data, 1 seed, 2 rates")
     parser.add_argument("--out", type=Path, default=Path("results/mosaic_study"))
     parser.add_argument("--name", default=None, help="file name of the JSON (default: regime)")
+    parser.add_argument(
+        "--report", nargs="+", type=Path, help="print the tables of these result files and exit"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.hidden, args.train_samples = 1, [64], args.train_samples or 4000
@@ -433,8 +436,42 @@ def sweep(args, data, codebooks):
     return chosen, scores
 
 
+def _cell(cell, digits=2):
+    if cell["median"] is None:
+        return f"not reached ({cell['reached']} seeds did)"
+    low, high = (f"{v:.{digits}f}" if v is not None else "-" for v in (cell["min"], cell["max"]))
+    return f"{cell['median']:.{digits}f} ({low}-{high})"
+
+
+def table(result):
+    """The summary as a Markdown table: medians over seeds, their range in brackets."""
+    summary, seeds = result["summary"], result["settings"]["seeds"]
+    levels = summary["levels"]
+    lines = [
+        f"{result['regime']}: {seeds} seeds; target {levels['final']:.4f} (middle "
+        f"{levels['middle']:.4f}); codebook build {result['codebook_build_s']:.1f} s",
+        "",
+        "| arm | rate | final accuracy | steps to target / SGD | time to target / SGD "
+        "(with codebook) | time to middle level / SGD |",
+        "|---|---|---|---|---|---|",
+    ]
+    for arm, row in summary["arms"].items():
+        cells = (
+            _cell(row["final_accuracy"], 4),
+            _cell(row["final"]["steps_ratio_to_sgd"]),
+            _cell(row["final"]["total_ratio_to_sgd"]),
+            _cell(row["middle"]["total_ratio_to_sgd"]),
+        )
+        lines.append(f"| {arm} | {result['rates'][arm]:g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.report:
+        for path in args.report:
+            print(table(json.loads(path.read_text())) + "\n")
+        return None
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
@@ -485,6 +522,7 @@ def main(argv=None):
     }
     (args.out / f"{regime}.json").write_text(json.dumps(result, indent=2, default=float))
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2, default=float))
+    print(table(result))
     return result
 
 

@@ -61,6 +61,7 @@ def parse_args(argv=None):
     parser.add_argument("--learning-rate", type=float, default=0.05)
     parser.add_argument("--mosaic-learning-rate", type=float, default=0.05)
     parser.add_argument("--adam-learning-rate", type=float, default=1e-3)
+    parser.add_argument("--momentum", type=float, default=0.9, help="of every SGD update")
     parser.add_argument(
         "--large-batch-learning-rate",
         type=float,
@@ -167,13 +168,13 @@ def make_optimizer(method, args, steps_per_epoch):
     if method == "large_batch_sgd":
         scaled = args.learning_rate * args.mosaic_batch_size / args.batch_size
         rate = args.large_batch_learning_rate or scaled
-        return keras.optimizers.SGD(LinearWarmup(rate, steps_per_epoch), momentum=0.9)
+        return keras.optimizers.SGD(LinearWarmup(rate, steps_per_epoch), momentum=args.momentum)
     if method.startswith("adam"):
         optimizer = keras.optimizers.Adam(args.adam_learning_rate)
     elif method.startswith("sgd"):
-        optimizer = keras.optimizers.SGD(args.learning_rate, momentum=0.9)
+        optimizer = keras.optimizers.SGD(args.learning_rate, momentum=args.momentum)
     else:
-        inner = keras.optimizers.SGD(momentum=0.9)
+        inner = keras.optimizers.SGD(momentum=args.momentum)
         if method.endswith("layer_adaptive"):
             inner = keras_agd.LayerAdaptive(inner)
         return keras_agd.AGD(

@@ -160,6 +160,13 @@ def test_bad_pipeline_arguments(codebook, data, change, error, message):
         ({"pad_batches": "no"}, ValueError, "`pad_batches` must be True or False"),
         ({"batch_size": np.float32(64)}, ValueError, "`batch_size` must be an integer"),
         ({"codebook": HierarchicalCodebook()}, ValueError, "must be a fitted"),
+        ({"mosaic_batches": 0}, ValueError, "`mosaic_batches` must be an integer >= 1"),
+        ({"mosaic_batches": 2.5}, ValueError, "`mosaic_batches` must be an integer"),
+        (
+            {"mosaic_batches": 4, "mode": "per_sample"},
+            ValueError,
+            "`mosaic_batches` cannot be used with mode='per_sample'",
+        ),
     ],
 )
 def test_bad_callback_arguments(codebook, kwargs, error, message):

@@ -49,3 +49,57 @@ def test_synthetic_workload_times_mgd_and_full_epochs(tmp_path):
     assert result["coarsest_frontier_size"] == 10
     assert len(result["mgd_epoch_s"]) == len(result["full_epoch_s"]) == 2
     assert 0 < result["mgd_epoch_share_of_full"]
+
+
+@pytest.mark.slow
+def test_mosaic_study_gives_every_arm_the_same_budget(mnist_path, tmp_path):
+    import mosaic_study
+
+    arguments = ["--mnist", str(mnist_path), "--out", str(tmp_path), "--seeds", "1"]
+    arguments += ["--train-samples", "2048", "--validation-samples", "500", "--hidden", "16"]
+    arguments += ["--budget-epochs", "2", "--mosaic-epochs", "2", "--mosaic-batch-size", "256"]
+    arguments += ["--arms", "sgd", "large_batch_sgd", "phased_sgd", "agd", "group_means"]
+    arguments += ["--rates", json.dumps(dict.fromkeys(mosaic_study.ARMS, 0.1)), "--name", "t"]
+    result = mosaic_study.main(arguments)
+    assert json.loads((tmp_path / "t.json").read_text())["regime"] == "t"
+    # One epoch of examples in the mosaic phase: 2048 / 256 = 8 steps over 2 levels.
+    assert result["mosaic_batches_per_level"] == 4 and result["mosaic_steps"] == 8
+    final = {arm: curves[0][-1] for arm, curves in result["runs"].items()}
+    assert final["sgd"]["steps"] == 2 * 16 and final["sgd"]["examples"] == 2 * 2048
+    assert final["large_batch_sgd"]["steps"] == 2 * 8
+    for arm in ("phased_sgd", "agd", "group_means"):
+        assert final[arm]["steps"] == 8 + 16 and final[arm]["examples"] == 2 * 2048
+    arms = result["summary"]["arms"]
+    assert arms["agd"]["codebook_build_s"] > 0 == arms["phased_sgd"]["codebook_build_s"]
+    assert arms["sgd"]["final"]["steps_ratio_to_sgd"]["median"] in (1.0, None)
+
+
+def test_ablation_codebooks_keep_the_tree_and_change_only_the_codewords():
+    import mosaic_study
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    import keras_agd
+
+    x, y = load_digits(return_X_y=True)
+    x = x.astype(np.float32)
+    codebook = keras_agd.HierarchicalCodebook(branching=3, random_state=0).fit(x, y)
+    paths = codebook.sample_paths_
+    medoids = mosaic_study.ablation_codebook(codebook, x, "medoids")
+    means = mosaic_study.ablation_codebook(codebook, x, "group_means")
+    for node in range(0, len(codebook.codewords_), 7):
+        members = np.flatnonzero((paths == node).any(axis=1))
+        distances = ((x[members] - codebook.codewords_[node]) ** 2).sum(1)
+        np.testing.assert_array_equal(medoids.codewords_[node], x[members[distances.argmin()]])
+    # Groups of the clusters' sizes within each class: at a level that covers every
+    # sample, the count-weighted codewords of a class add up to the class's sum.
+    level1 = codebook.node_level_ == 1
+    assert codebook.node_count_[level1].sum() == len(x)
+    for label in np.unique(y):
+        nodes = np.flatnonzero(level1 & (codebook.node_label_ == label))
+        total = (means.codewords_[nodes] * codebook.node_count_[nodes, None]).sum(0)
+        np.testing.assert_allclose(total, x[y == label].sum(0), rtol=1e-4)
+    level0 = codebook.node_level_ == 0  # A whole class: the same mean either way.
+    np.testing.assert_allclose(means.codewords_[level0], codebook.codewords_[level0], atol=1e-4)
+    assert not np.allclose(means.codewords_[~level0], codebook.codewords_[~level0])
+    assert medoids.node_count_ is codebook.node_count_  # The tree is shared, not rebuilt.

@@ -155,6 +155,68 @@ def test_random_subset_control_has_the_frontier_size_of_real_samples(codebook, d
     np.testing.assert_array_equal(ws, 1.0)
 
 
+@pytest.mark.parametrize("mode", ["weighted", "proportional", "random_subset"])
+def test_mosaic_batches_fix_the_steps_of_every_mosaic_epoch(codebook, data, mode):
+    model, history = fit(codebook, data, epochs=5, mode=mode, mosaic_batches=3)
+    assert history["batches"] == history["steps_shown"] == [3, 3, 3] + [-(-len(data[0]) // 64)] * 2
+    assert history["mosaic_phase"] == [1.0, 1.0, 1.0, 0.0, 0.0]
+    assert model.optimizer.annealing_state.read()["epoch_batches"] == -(-len(data[0]) // 64)
+
+
+@pytest.mark.parametrize("mode", ["weighted", "random_subset"])
+def test_mosaic_batches_repeat_whole_passes_over_the_items(codebook, data, mode):
+    # Every frontier item (or subset sample) comes up floor or ceil(draws / items) times,
+    # with its eq. (6) weight: the expected loss is the mosaic risk, however many steps.
+    epsilon = float(schedules.from_codebook(codebook, 3)(0))
+    frontier = codebook.frontier(epsilon)
+    plan = keras_agd.annealing.plan_epoch(
+        codebook,
+        epsilon,
+        0,
+        mode=mode,
+        criterion="mean",
+        batch_size=64,
+        mosaic_batch_size=100,
+        pad_batches=True,
+        seed=0,
+        mosaic_batches=7,
+    )
+    assert len(plan.rows) == 700 and plan.total_batches == 7 and plan.frontier_size == frontier.size
+    _, counts = np.unique(plan.rows, return_counts=True)
+    assert len(counts) == frontier.size and counts.max() - counts.min() <= 1
+    if mode == "weighted":
+        expected = frontier.node_weights * frontier.size / len(data[0])
+        order = np.argsort(plan.rows)
+        rows, weights = plan.rows[order], plan.weights[order]
+        n = len(data[0])
+        for node, weight in zip(frontier.nodes, expected, strict=True):
+            np.testing.assert_allclose(weights[rows == n + node], weight, rtol=1e-6)
+    else:
+        assert (plan.rows < len(data[0])).all()
+
+
+def test_mosaic_batches_draw_proportional_items_by_omega(codebook, data):
+    epsilon = float(schedules.from_codebook(codebook, 3)(0))
+    frontier = codebook.frontier(epsilon)
+    n = len(data[0])
+    plan = keras_agd.annealing.plan_epoch(
+        codebook,
+        epsilon,
+        0,
+        mode="proportional",
+        criterion="mean",
+        batch_size=64,
+        mosaic_batch_size=1000,
+        pad_batches=True,
+        seed=0,
+        mosaic_batches=40,
+    )
+    items = np.concatenate([n + frontier.nodes, frontier.samples])
+    omega = np.concatenate([frontier.node_weights, np.ones(len(frontier.samples))])
+    share = np.array([(plan.rows == item).mean() for item in items])
+    np.testing.assert_allclose(share, omega / omega.sum(), atol=0.01)
+
+
 def test_padding_gives_equal_batches_of_zero_weight_filler(codebook, data):
     x, y = data
     padded_writer = annealing(codebook, mosaic_batch_size=64)
