@@ -92,6 +92,12 @@ def parse_args(argv=None):
     parser.add_argument(
         "--rates", type=json.loads, default=None, help='skip the sweep: {"sgd": 0.05, ...}'
     )
+    parser.add_argument(
+        "--grid",
+        type=json.loads,
+        default={},
+        help='replace sweep grids, e.g. {"mosaic": [0.0125, 0.025, 0.05, 0.1]}',
+    )
     parser.add_argument("--threads", type=int, default=0, help="TF threads (0: TF's default)")
     parser.add_argument("--quick", action="store_true", help="small data, 1 seed, 2 rates")
     parser.add_argument("--out", type=Path, default=Path("results/mosaic_study"))
@@ -99,6 +105,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--report", nargs="+", type=Path, help="print the tables of these result files and exit"
     )
+    parser.add_argument("--plot", action="store_true", help="write <regime>.png beside the JSON")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.hidden, args.train_samples = 1, [64], args.train_samples or 4000
@@ -416,6 +423,7 @@ def summarize(runs, build_seconds, margin):
 def sweep(args, data, codebooks):
     """Each arm's rate by the best final validation accuracy (seed 1000, one run each)."""
     grid_size = 2 if args.quick else None
+    grids = {**GRIDS, **args.grid}
     chosen, scores = {}, {}
 
     def best(arm, grid, regular_rate=None):
@@ -428,10 +436,10 @@ def sweep(args, data, codebooks):
         scores[arm] = accuracy
         return max(grid, key=lambda r: (accuracy[r], -r))  # Ties: the smaller rate.
 
-    chosen["sgd"] = best("sgd", GRIDS["sgd"])
+    chosen["sgd"] = best("sgd", grids["sgd"])
     for arm in args.arms:
         if arm != "sgd":
-            grid = GRIDS["mosaic"] if arm in MOSAIC_ARMS else GRIDS[arm]
+            grid = grids["mosaic"] if arm in MOSAIC_ARMS else grids[arm]
             chosen[arm] = best(arm, grid, chosen["sgd"])
     return chosen, scores
 
@@ -466,11 +474,46 @@ def table(result):
     return "\n".join(lines)
 
 
+def plot(result, path):
+    """Test error against training time and against optimizer steps, every arm.
+
+    Like the paper's Figure 2: the median of the seeds at each evaluation as a line.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for arm, curves in result["runs"].items():
+        points = min(len(c) for c in curves)
+        error = [
+            statistics.median(1 - c[i]["test_accuracy"] for c in curves) for i in range(points)
+        ]
+        style = "-" if arm in USES_CODEBOOK else "--"
+        for axis, measure in zip(axes, ("seconds", "steps"), strict=True):
+            x = [statistics.median(c[i][measure] for c in curves) for i in range(points)]
+            axis.plot(x, error, style, label=arm)
+    target = 1 - result["summary"]["levels"]["final"]
+    for axis, label in zip(axes, ("training time (s)", "optimizer steps"), strict=True):
+        axis.axhline(target, color="gray", linewidth=0.8)
+        axis.set(xlabel=label, ylabel="test error", yscale="log", ylim=(target / 1.5, 0.2))
+    axes[1].set_xscale("log")
+    axes[0].set_title(f"{result['regime']}: median of {len(curves)} seeds")
+    axes[1].legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.report:
         for path in args.report:
-            print(table(json.loads(path.read_text())) + "\n")
+            result = json.loads(path.read_text())
+            print(table(result) + "\n")
+            if args.plot:
+                plot(result, path.with_suffix(".png"))
         return None
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
@@ -521,6 +564,8 @@ def main(argv=None):
         "runs": runs,
     }
     (args.out / f"{regime}.json").write_text(json.dumps(result, indent=2, default=float))
+    if args.plot:
+        plot(result, args.out / f"{regime}.png")
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2, default=float))
     print(table(result))
     return result
