@@ -447,8 +447,10 @@ def sweep(args, data, codebooks):
 def _cell(cell, digits=2):
     if cell["median"] is None:
         return f"not reached ({cell['reached']} seeds did)"
-    low, high = (f"{v:.{digits}f}" if v is not None else "-" for v in (cell["min"], cell["max"]))
-    return f"{cell['median']:.{digits}f} ({low}-{high})"
+    low, high = (
+        f"{v:.{digits}f}" if v is not None else "never" for v in (cell["min"], cell["max"])
+    )
+    return f"{cell['median']:.{digits}f} ({low} to {high})"
 
 
 def table(result):

@@ -74,8 +74,11 @@ class AGD(WrapperOptimizer):
         learning_rate: Float or `LearningRateSchedule` of the regular phase.
             Defaults to `0.01`.
         mosaic_learning_rate: Float or `LearningRateSchedule` of the mosaic phase;
-            `None` means `learning_rate`. The paper uses 0.8 (vs 0.4) on MNIST.
-            Defaults to `None`.
+            `None` means `learning_rate`. The paper uses 0.8 (vs 0.4, no momentum,
+            batch 4,500 vs 10) on MNIST; with momentum 0.9, our method study found
+            that codewords (averages) diverge at rates real samples take, and chose
+            mosaic rates of 0.5x to 4x the regular rate, never the linear batch
+            scaling (docs/benchmarks.md). Defaults to `None`.
         momentum: Momentum of the default SGD update, in [0, 1). Defaults to `0.0`.
         nesterov: Whether the default SGD update uses Nesterov momentum.
             Defaults to `False`.
@@ -103,8 +106,8 @@ class AGD(WrapperOptimizer):
     >>> codebook = keras_agd.HierarchicalCodebook().fit(x_train, y_train)
     >>> annealing = keras_agd.Annealing(
     ...     codebook, keras_agd.schedules.from_codebook(codebook, mosaic_epochs=10))
-    >>> model.compile(optimizer=keras_agd.AGD(learning_rate=0.1, mosaic_learning_rate=0.8,
-    ...                                       momentum=0.9), loss="sparse_categorical_crossentropy")
+    >>> model.compile(optimizer=keras_agd.AGD(learning_rate=0.1, momentum=0.9),
+    ...               loss="sparse_categorical_crossentropy")
     >>> train = keras_agd.mosaic_dataset(annealing, x_train, y_train)
     >>> model.fit(train, epochs=20, callbacks=[annealing])
 
