@@ -77,8 +77,8 @@ class AGD(WrapperOptimizer):
             `None` means `learning_rate`. The paper uses 0.8 (vs 0.4, no momentum,
             batch 4,500 vs 10) on MNIST; with momentum 0.9, our method study found
             that codewords (averages) diverge at rates real samples take, and chose
-            mosaic rates of 0.5x to 4x the regular rate, never the linear batch
-            scaling (docs/benchmarks.md). Defaults to `None`.
+            mosaic rates between 1/16x (a CNN) and 4x the regular rate, never the
+            linear batch scaling (docs/benchmarks.md). Defaults to `None`.
         momentum: Momentum of the default SGD update, in [0, 1). Defaults to `0.0`.
         nesterov: Whether the default SGD update uses Nesterov momentum.
             Defaults to `False`.
