@@ -103,3 +103,14 @@ def test_ablation_codebooks_keep_the_tree_and_change_only_the_codewords():
     np.testing.assert_allclose(means.codewords_[level0], codebook.codewords_[level0], atol=1e-4)
     assert not np.allclose(means.codewords_[~level0], codebook.codewords_[~level0])
     assert medoids.node_count_ is codebook.node_count_  # The tree is shared, not rebuilt.
+
+
+@pytest.mark.slow
+def test_regular_phase_pipeline_times_both_pipelines(mnist_path):
+    import regular_phase_pipeline
+
+    arguments = ["--mnist", str(mnist_path), "--repeats", "1", "--hidden", "8"]
+    result = regular_phase_pipeline.main([*arguments, "--train-samples", "3000"])
+    # Two regular epochs of each, after the compiling ones.
+    assert [len(v) for v in result["epoch_seconds"].values()] == [2, 2]
+    assert result["ratio_mosaic_dataset_to_plain"] > 0
