@@ -1,5 +1,6 @@
 """The annealing data path: Annealing callback -> mosaic_dataset -> fit -> AGD."""
 
+import importlib
 import warnings
 
 import keras
@@ -215,6 +216,20 @@ def test_mosaic_batches_draw_proportional_items_by_omega(codebook, data):
     omega = np.concatenate([frontier.node_weights, np.ones(len(frontier.samples))])
     share = np.array([(plan.rows == item).mean() for item in items])
     np.testing.assert_allclose(share, omega / omega.sum(), atol=0.01)
+
+
+@pytest.mark.parametrize("step", [0, 5], ids=["mosaic", "regular"])
+def test_in_graph_and_numpy_reads_give_the_same_batches(codebook, data, monkeypatch, step):
+    # Arrays in memory are gathered in the graph, larger ones with NumPy: same batches.
+    x, y = data
+    writer = annealing(codebook)
+    in_graph = read_epoch(writer, mosaic_dataset(writer, x, y), step)
+    monkeypatch.setattr(importlib.import_module("keras_agd.mosaic_dataset"), "IN_GRAPH_BYTES", 0)
+    writer = annealing(codebook)
+    with_numpy = read_epoch(writer, mosaic_dataset(writer, x, y), step)
+    assert writer.plan.mosaic == (step == 0)
+    for a, b in zip(in_graph[:3], with_numpy[:3], strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_padding_gives_equal_batches_of_zero_weight_filler(codebook, data):
