@@ -54,6 +54,13 @@ def compiled(optimizer=None, jit_compile=False):
     return model
 
 
+def plan_epoch(codebook, epsilon, step, **kwargs):
+    """`keras_agd.annealing.plan_epoch` with this module's defaults."""
+    defaults = {"criterion": "mean", "batch_size": 64, "mosaic_batch_size": 256, "seed": 0}
+    defaults["pad_batches"] = True
+    return keras_agd.annealing.plan_epoch(codebook, epsilon, step, **{**defaults, **kwargs})
+
+
 def read_epoch(writer, dataset, step):
     """Drives the callback by hand (as `fit` would) and reads epoch `step` of `dataset`."""
     model = compiled()
@@ -127,17 +134,7 @@ def test_proportional_mode_is_unbiased_for_the_mosaic_risk(codebook, data):
     exact = float(np.sum(omega * loss[items]) / np.sum(omega))
     estimates = []
     for step in range(300):
-        plan = keras_agd.annealing.plan_epoch(
-            codebook,
-            epsilon,
-            step,
-            mode="proportional",
-            criterion="mean",
-            batch_size=64,
-            mosaic_batch_size=256,
-            pad_batches=False,
-            seed=0,
-        )
+        plan = plan_epoch(codebook, epsilon, step, mode="proportional", pad_batches=False)
         estimates.append(np.mean(loss[plan.rows]))
     standard_error = np.std(estimates) / np.sqrt(len(estimates))
     assert abs(np.mean(estimates) - exact) < 4 * standard_error
@@ -170,18 +167,7 @@ def test_mosaic_batches_repeat_whole_passes_over_the_items(codebook, data, mode)
     # with its eq. (6) weight: the expected loss is the mosaic risk, however many steps.
     epsilon = float(schedules.from_codebook(codebook, 3)(0))
     frontier = codebook.frontier(epsilon)
-    plan = keras_agd.annealing.plan_epoch(
-        codebook,
-        epsilon,
-        0,
-        mode=mode,
-        criterion="mean",
-        batch_size=64,
-        mosaic_batch_size=100,
-        pad_batches=True,
-        seed=0,
-        mosaic_batches=7,
-    )
+    plan = plan_epoch(codebook, epsilon, 0, mode=mode, mosaic_batch_size=100, mosaic_batches=7)
     assert len(plan.rows) == 700 and plan.total_batches == 7 and plan.frontier_size == frontier.size
     _, counts = np.unique(plan.rows, return_counts=True)
     assert len(counts) == frontier.size and counts.max() - counts.min() <= 1
@@ -200,17 +186,8 @@ def test_mosaic_batches_draw_proportional_items_by_omega(codebook, data):
     epsilon = float(schedules.from_codebook(codebook, 3)(0))
     frontier = codebook.frontier(epsilon)
     n = len(data[0])
-    plan = keras_agd.annealing.plan_epoch(
-        codebook,
-        epsilon,
-        0,
-        mode="proportional",
-        criterion="mean",
-        batch_size=64,
-        mosaic_batch_size=1000,
-        pad_batches=True,
-        seed=0,
-        mosaic_batches=40,
+    plan = plan_epoch(
+        codebook, epsilon, 0, mode="proportional", mosaic_batch_size=1000, mosaic_batches=40
     )
     items = np.concatenate([n + frontier.nodes, frontier.samples])
     omega = np.concatenate([frontier.node_weights, np.ones(len(frontier.samples))])
