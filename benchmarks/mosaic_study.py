@@ -61,7 +61,8 @@ ARMS = (
     "medoids",
 )
 USES_CODEBOOK = ("agd", "agd_weighted", "group_means", "medoids")
-MOSAIC_ARMS = ("phased_sgd", "random_subset", *USES_CODEBOOK)
+ANNEALED_ARMS = ("random_subset", *USES_CODEBOOK)  # Trained through keras_agd.Annealing.
+MOSAIC_ARMS = ("phased_sgd", *ANNEALED_ARMS)
 # Rate grids of the validation sweep: the same number of values for every arm.
 GRIDS = {
     "sgd": (0.025, 0.05, 0.1, 0.2),
@@ -297,7 +298,7 @@ def train(arm, rate, seed, args, data, codebooks, regular_rate):
     regular_steps = regular_epochs * -(-n // batch)
     warmup = per_level  # The mosaic rate (and large_batch_sgd's) warms up over one level.
     callbacks = []
-    if arm in ("agd", "agd_weighted", "random_subset", "group_means", "medoids"):
+    if arm in ANNEALED_ARMS:
         codebook = codebooks.get(arm, codebooks["agd"])
         mode = {"agd_weighted": "weighted", "random_subset": "random_subset"}.get(
             arm, "proportional"

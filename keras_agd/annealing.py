@@ -144,6 +144,8 @@ def plan_epoch(
         frontier = codebook.frontier(epsilon, criterion)
         mosaic = len(frontier.nodes) > 0
         frontier_size = frontier.size
+        # Items of a mosaic epoch of fixed length, else one pass over the frontier.
+        count = mosaic_batches * mosaic_batch_size if mosaic_batches and mosaic else None
         if mode == "weighted":
             rows = np.concatenate([n_samples + frontier.nodes, frontier.samples])
             omega = np.concatenate([frontier.node_weights, np.ones(len(frontier.samples))])
@@ -154,16 +156,15 @@ def plan_epoch(
             # same expected loss as eq. (6), without the variance of heavy weights.
             items = np.concatenate([n_samples + frontier.nodes, frontier.samples])
             omega = np.concatenate([frontier.node_weights, np.ones(len(frontier.samples))])
-            draws = mosaic_batches * mosaic_batch_size if mosaic_batches and mosaic else None
-            rows = rng.choice(items, size=draws or frontier_size, p=omega / omega.sum())
+            rows = rng.choice(items, size=count or frontier_size, p=omega / omega.sum())
             weights = np.ones(len(rows), np.float32)
         elif mode == "random_subset":
             rows = rng.choice(n_samples, size=frontier_size, replace=False)
             weights = np.ones(frontier_size, np.float32)
         else:
             raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
-        if mosaic_batches and mosaic and mode != "proportional":
-            rows, weights = _passes(rows, weights, mosaic_batches * mosaic_batch_size, rng)
+        if count and mode != "proportional":
+            rows, weights = _passes(rows, weights, count, rng)
     order = rng.permutation(len(rows))
     rows, weights = rows[order].astype(np.int64), weights[order]
     size = mosaic_batch_size if mosaic else batch_size

@@ -82,7 +82,7 @@ def mosaic_dataset(
         raise ValueError("keras_agd.mosaic_dataset needs class labels: pass `y` or `y_key`.")
     codebook = annealing.codebook
     codebook.verify(source)
-    read_batch = _batch_reader(codebook, source)
+    read_batch = _graph_reader(codebook, source) or _numpy_reader(codebook, source)
     x_shape = (None, *source.sample_shape)
     regular = None if regular_dataset is None else _regular_batches(regular_dataset, x_shape)
     if input_context is not None and not isinstance(input_context, tf.distribute.InputContext):
@@ -93,15 +93,8 @@ def mosaic_dataset(
     annealing.attach(None if regular is None else int(regular.cardinality()), input_context)
     share = _all_shares if input_context is None else _replica_shares(input_context)
 
-    read_in_graph = _graph_reader(codebook, source)
-
     def lookup(rows, weights, mosaic):
-        if read_in_graph is not None:
-            batch_x, batch_y = read_in_graph(rows)
-        else:
-            batch_x, batch_y = tf.numpy_function(
-                read_batch, [rows], [tf.float32, tf.int64], stateful=False, name="read_batch"
-            )
+        batch_x, batch_y = read_batch(rows, mosaic)
         batch_x.set_shape(x_shape)
         batch_y.set_shape([None])
         if augment is not None:
@@ -186,8 +179,8 @@ def _replica_shares(context):
     return lambda batches: batches.flat_map(slices)
 
 
-def _batch_reader(codebook, source):
-    """A NumPy function: rows of an epoch plan -> (float32 inputs, int64 labels)."""
+def _numpy_reader(codebook, source):
+    """rows of an epoch plan, mosaic flag -> (float32 inputs, int64 labels), in NumPy."""
     n_samples = source.n_samples
     codewords = codebook.codewords_.reshape((-1, *source.sample_shape))
     node_labels = codebook.node_label_.astype(np.int64)
@@ -210,7 +203,12 @@ def _batch_reader(codebook, source):
             y[~is_codeword] = labels[samples]
         return x, y
 
-    return read_batch
+    def read(rows, _mosaic):  # Codewords are told apart by their row numbers.
+        return tf.numpy_function(
+            read_batch, [rows], [tf.float32, tf.int64], stateful=False, name="read_batch"
+        )
+
+    return read
 
 
 # In-memory arrays up to this size are gathered inside the graph: a NumPy call per batch
@@ -236,21 +234,25 @@ def _graph_reader(codebook, source):
     labels = tf.constant(source.labels.astype(np.int64))
     node_labels = tf.constant(codebook.node_label_.astype(np.int64))
 
-    def read_batch(rows):
+    def read_batch(rows, mosaic):
         fed = tf.debugging.assert_non_negative(rows, message=NOT_FED)
         with tf.control_dependencies([fed]):  # No gather may run before the check.
             rows = tf.identity(rows)
-        is_codeword = rows >= n_samples
         sample_rows = tf.minimum(rows, n_samples - 1)
-        node_rows = tf.maximum(rows - n_samples, 0)
-        mask = tf.reshape(is_codeword, [-1] + [1] * len(source.sample_shape))
-        x = tf.where(
-            mask,
-            tf.gather(codewords, node_rows),
-            tf.cast(tf.gather(samples, sample_rows), tf.float32),
-        )
-        y = tf.where(is_codeword, tf.gather(node_labels, node_rows), tf.gather(labels, sample_rows))
-        return x, y
+        x = tf.cast(tf.gather(samples, sample_rows), tf.float32)
+        y = tf.gather(labels, sample_rows)
+
+        def with_codewords():
+            is_codeword = rows >= n_samples
+            node_rows = tf.maximum(rows - n_samples, 0)
+            mask = tf.reshape(is_codeword, [-1] + [1] * len(source.sample_shape))
+            return (
+                tf.where(mask, tf.gather(codewords, node_rows), x),
+                tf.where(is_codeword, tf.gather(node_labels, node_rows), y),
+            )
+
+        # Regular epochs hold no codeword: one gather, not two.
+        return tf.cond(mosaic, with_codewords, lambda: (x, y))
 
     return read_batch
 
