@@ -2,8 +2,11 @@
 
 Compiles one step of each model of `layer_adaptive_overhead.py` with and without the
 wrapper (XLA on, CPU), dumps the optimized HLO module and counts the kernels (fusions
-and other top-level instructions) of the step's entry computation. The count does not
-depend on machine load: it is the structural side of the overhead, the step time
+and other top-level instructions) of the step's entry computation. It also gives the
+largest array written by a kernel that only the wrapped step has, next to the largest
+variable: eq. (9) needs one read of each gradient, and an added kernel that writes an
+array as large as a gradient means a second pass over memory. None of this depends on
+machine load: it is the structural side of the overhead, the step time
 (`layer_adaptive_overhead.py`) the measured one. Prints JSON.
 
     python benchmarks/layer_adaptive_hlo.py [--models mlp cnn deep] [--optimizer nesterov]
@@ -11,11 +14,13 @@ depend on machine load: it is the structural side of the overhead, the step time
 
 import argparse
 import json
+import math
 import os
 import re
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 STEP = """
@@ -40,7 +45,12 @@ model.fit(x, np.zeros(batch_size, np.int64), batch_size=batch_size, epochs=1, ve
 
 
 def entry_instructions(model, optimizer, wrapped):
-    """Counts of the top-level instructions of the train step's optimized HLO."""
+    """The top-level instructions of the train step's optimized HLO.
+
+    Returns:
+        List of `(opcode, elements)`: each instruction's opcode and the number of
+        elements of the array it writes (0 for tuples).
+    """
     with tempfile.TemporaryDirectory() as dump:
         code = STEP.format(
             benchmarks=str(Path(__file__).parent), model=model, optimizer=optimizer, wrapped=wrapped
@@ -55,11 +65,43 @@ def entry_instructions(model, optimizer, wrapped):
         (path,) = Path(dump).glob("*one_step_on_data*cpu_after_optimizations.txt")
         text = path.read_text()
     entry = text[text.index("\nENTRY ") :]
-    opcodes = re.findall(r"^\s+(?:ROOT )?%\S+ = \S+ ([a-z-]+)\(", entry, flags=re.MULTILINE)
-    counts = {}
-    for opcode in opcodes:
-        counts[opcode] = counts.get(opcode, 0) + 1
-    return counts
+    pattern = r"^\s+(?:ROOT )?%\S+ = (\S+) ([a-z-]+)\("
+    return [
+        (opcode, _elements(shape)) for shape, opcode in re.findall(pattern, entry, re.MULTILINE)
+    ]
+
+
+def _elements(shape):
+    """Elements of an HLO array shape such as `f32[784,512]{1,0}` (0 for a tuple)."""
+    match = re.fullmatch(r"[a-z]+\d*\[([\d,]*)\](?:\{[\d,]*\})?", shape)
+    if match is None:
+        return 0
+    return math.prod(int(d) for d in match.group(1).split(",") if d)
+
+
+def compare(model, optimizer):
+    plain = entry_instructions(model, optimizer, False)
+    wrapped = entry_instructions(model, optimizer, True)
+    counts = {name: Counter(op for op, _ in ops) for name, ops in (("p", plain), ("w", wrapped))}
+    # Kernels only the wrapped step has, matched by (opcode, size) against the plain step.
+    added_kernels = Counter(k for k in wrapped if k[0] == "fusion") - Counter(
+        k for k in plain if k[0] == "fusion"
+    )
+    return {
+        "model": model,
+        "optimizer": optimizer,
+        "plain_fusions": counts["p"]["fusion"],
+        "wrapped_fusions": counts["w"]["fusion"],
+        "plain_instructions": len(plain),
+        "wrapped_instructions": len(wrapped),
+        "added": {
+            op: counts["w"][op] - counts["p"][op]
+            for op in sorted(set(counts["p"]) | set(counts["w"]))
+            if counts["w"][op] != counts["p"][op]
+        },
+        "largest_added_output_elements": max((n for _, n in added_kernels), default=0),
+        "largest_variable_elements": max(n for op, n in plain if op == "parameter"),
+    }
 
 
 def main():
@@ -70,25 +112,7 @@ def main():
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument("--optimizer", choices=list(OPTIMIZERS), default="nesterov")
     args = parser.parse_args()
-    results = []
-    for model in args.models:
-        plain = entry_instructions(model, args.optimizer, False)
-        wrapped = entry_instructions(model, args.optimizer, True)
-        results.append(
-            {
-                "model": model,
-                "optimizer": args.optimizer,
-                "plain_fusions": plain.get("fusion", 0),
-                "wrapped_fusions": wrapped.get("fusion", 0),
-                "plain_instructions": sum(plain.values()),
-                "wrapped_instructions": sum(wrapped.values()),
-                "added": {
-                    op: wrapped.get(op, 0) - plain.get(op, 0)
-                    for op in sorted(set(plain) | set(wrapped))
-                    if wrapped.get(op, 0) != plain.get(op, 0)
-                },
-            }
-        )
+    results = [compare(model, args.optimizer) for model in args.models]
     print(json.dumps({"benchmark": "layer_adaptive_hlo", "results": results}, indent=2))
 
 

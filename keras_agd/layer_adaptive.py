@@ -128,8 +128,8 @@ def _factor_vector(gradients, group_index, num_groups, epsilon, max_factor):
     """The factors of eq. (9) as one float32 vector of `num_groups` entries.
 
     `group_index[i]` is the position of gradient `i`'s group, or `None` to leave
-    it out. Each gradient is summed down to 8 partial sums of squares (one fused
-    pass over it, the method's only cost that grows with the model); all the
+    it out. Each gradient is summed down to 8 partial sums of squares (one read
+    of it, the method's only cost that grows with the model); all the
     partial sums then add up per group, and the factors follow, in a fixed number
     of small vector operations whatever the number of layers.
     """
@@ -155,14 +155,24 @@ def _partial_squared_sums(gradient):
         # slices separately; the norm the update sees is that of the dense sum.
         gradient = tf.convert_to_tensor(gradient)
     gradient = ops.reshape(ops.cast(gradient, "float32"), (-1,))
-    size = gradient.shape[0]
-    if size is None:
+    if gradient.shape[0] is None:
         return ops.pad(ops.sum(ops.square(gradient))[None], [(0, 7)])
-    if size % 8:
-        gradient = ops.pad(gradient, [(0, -size % 8)])
-    # XLA on CPU sums an (n/8, 8) array down its columns in vector registers,
-    # several times faster than a reduction straight to a scalar (or along rows).
-    return ops.sum(ops.square(ops.reshape(gradient, (-1, 8))), axis=0)
+    # Two stages, so that XLA's CPU backend reads the gradient once. Rows of 32
+    # fuse with the squaring into one pass; a longer reduction (to a scalar, or
+    # down columns) is split by XLA's tree-reduction pass, which then writes the
+    # squares to memory first and reads them back. The row sums, 32 times fewer,
+    # are folded into 8 partial sums down the columns, a form XLA does not merge
+    # back into the first reduction.
+    row_sums = ops.sum(ops.square(_rows(gradient, 32)), axis=1)
+    return ops.sum(_rows(row_sums, 8), axis=0)
+
+
+def _rows(vector, width):
+    """`vector` zero-padded to a multiple of `width` and cut into rows of it."""
+    size = vector.shape[0]
+    if size % width:
+        vector = ops.pad(vector, [(0, -size % width)])
+    return ops.reshape(vector, (-1, width))
 
 
 def _factor(norm, epsilon, max_factor):

@@ -60,6 +60,20 @@ def test_layer_factors_matches_eq_9_with_kernel_and_bias_together():
     assert float(factors["hidden"]) > float(factors["out"]) > 1.0
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_layer_factors_of_every_size_eager_and_under_xla(jit_compile):
+    # The norm is summed in rows of 32, then 8 columns: sizes on either side of both
+    # paddings, and a convolution kernel, must give the plain norm.
+    rng = np.random.default_rng(0)
+    shapes = [(1,), (7,), (31,), (32,), (33,), (255,), (257,), (5, 5, 3, 20), (784, 512)]
+    grads = [rng.normal(size=shape).astype(np.float32) for shape in shapes]
+    names = [str(shape) for shape in shapes]
+    compute = tf.function(lambda gs: layer_factors(gs, names), jit_compile=jit_compile)
+    factors = compute([tf.constant(g) for g in grads])
+    for name, grad in zip(names, grads, strict=True):
+        np.testing.assert_allclose(float(factors[name]), factor_np(grad), rtol=1e-6)
+
+
 def test_layer_factors_leaves_out_excluded_gradients():
     grads = fixed_grads(0)
     factors = layer_factors(grads, ["hidden", None, None, "out"])

@@ -69,3 +69,7 @@ def test_hlo_benchmark_counts_the_kernels_the_wrapper_adds():
     # Three Dense layers, six gradients: at least one reduction each is added.
     assert result["wrapped_fusions"] >= result["plain_fusions"] + 6
     assert result["added"]["fusion"] == result["wrapped_fusions"] - result["plain_fusions"]
+    # Eq. (9) needs one read of each gradient: no added kernel may write an array
+    # the size of one (the squares, before XLA's tree reduction read them back).
+    assert result["largest_variable_elements"] == 784 * 512
+    assert result["largest_added_output_elements"] <= result["largest_variable_elements"] // 16
