@@ -153,13 +153,12 @@ def measure(model_name, optimizer_name, args, rng):
     # placement), which interleaving cannot remove but spreading over copies averages.
     # "plain_copy" is an A/A control: its ratio to "plain" shows how far identical
     # compiled steps differ on this machine.
-    runners = {
-        name: [
-            compiled_train_function(model_name, optimizer_name, wrapped, args)
-            for _ in range(args.instances)
-        ]
-        for name, wrapped in variants.items()
-    }
+    # Copies are compiled in turns (plain, wrapped, plain_copy, plain, ...) so that no
+    # variant is always the first or last to take memory.
+    runners = {name: [] for name in variants}
+    for _ in range(args.instances):
+        for name, wrapped in variants.items():
+            runners[name].append(compiled_train_function(model_name, optimizer_name, wrapped, args))
     # Warm up (the first calls run slower), then size blocks from a timing of the
     # warm step so that every block lasts about --block-seconds.
     for _ in range(args.warmup_blocks):
