@@ -86,7 +86,7 @@ def parse_args():
     )
     parser.add_argument("--warmup-blocks", type=int, default=3)
     parser.add_argument(
-        "--instances", type=int, default=3, help="compiled copies of each variant, used in turn"
+        "--instances", type=int, default=4, help="compiled copies of each variant, used in turn"
     )
     parser.add_argument("--steps-per-execution", type=int, default=10)
     parser.add_argument(
