@@ -4,8 +4,9 @@ Compiles one step of each model of `layer_adaptive_overhead.py` with and without
 wrapper (XLA on, CPU), dumps the optimized HLO module and counts the kernels (fusions
 and other top-level instructions) of the step's entry computation. It also gives the
 largest array written by a kernel that only the wrapped step has, next to the largest
-variable: eq. (9) needs one read of each gradient, and an added kernel that writes an
-array as large as a gradient means a second pass over memory. None of this depends on
+argument of the step (a variable or the batch): eq. (9) needs one read of each
+gradient, and an added kernel that writes an array as large as a gradient means a
+second pass over memory. None of this depends on
 machine load: it is the structural side of the overhead, the step time
 (`layer_adaptive_overhead.py`) the measured one. Prints JSON.
 
@@ -82,7 +83,7 @@ def _elements(shape):
 def compare(model, optimizer):
     plain = entry_instructions(model, optimizer, False)
     wrapped = entry_instructions(model, optimizer, True)
-    counts = {name: Counter(op for op, _ in ops) for name, ops in (("p", plain), ("w", wrapped))}
+    plain_ops, wrapped_ops = Counter(op for op, _ in plain), Counter(op for op, _ in wrapped)
     # Kernels only the wrapped step has, matched by (opcode, size) against the plain step.
     added_kernels = Counter(k for k in wrapped if k[0] == "fusion") - Counter(
         k for k in plain if k[0] == "fusion"
@@ -90,17 +91,17 @@ def compare(model, optimizer):
     return {
         "model": model,
         "optimizer": optimizer,
-        "plain_fusions": counts["p"]["fusion"],
-        "wrapped_fusions": counts["w"]["fusion"],
+        "plain_fusions": plain_ops["fusion"],
+        "wrapped_fusions": wrapped_ops["fusion"],
         "plain_instructions": len(plain),
         "wrapped_instructions": len(wrapped),
         "added": {
-            op: counts["w"][op] - counts["p"][op]
-            for op in sorted(set(counts["p"]) | set(counts["w"]))
-            if counts["w"][op] != counts["p"][op]
+            op: wrapped_ops[op] - plain_ops[op]
+            for op in sorted(plain_ops | wrapped_ops)
+            if wrapped_ops[op] != plain_ops[op]
         },
         "largest_added_output_elements": max((n for _, n in added_kernels), default=0),
-        "largest_variable_elements": max(n for op, n in plain if op == "parameter"),
+        "largest_argument_elements": max(n for op, n in plain if op == "parameter"),
     }
 
 
