@@ -8,7 +8,10 @@ median ratio with a distribution-free 95% confidence interval, and a verdict aga
 the target (median overhead at most 3%, upper end of the interval under 5%); it says
 "inconclusive" when the interval is too wide to tell. A second plain copy of each step
 is timed too (an A/A control): its ratio to the first shows how far two identical
-compiled steps differ on the machine, the floor under any overhead figure.
+compiled steps differ on the machine, the floor under any overhead figure. A third
+control wraps the optimizer in the wrappers' common base class and nothing else (a null
+wrapper, whose compiled step is the plain one): its ratio to plain is what the wrapper
+object alone costs, and the wrapped / null-wrapper ratio what eq. (9)'s own work costs.
 
     python benchmarks/layer_adaptive_overhead.py [--repeats 31] [--plot overhead.png]
 """
@@ -27,6 +30,7 @@ from _common import machine  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from keras_agd import LayerAdaptive  # noqa: E402
+from keras_agd._wrapper import WrapperOptimizer  # noqa: E402
 
 TARGET_MEDIAN = 0.03  # median overhead at most 3% ...
 TARGET_UPPER = 0.05  # ... with the upper end of its 95% interval under 5%
@@ -97,14 +101,23 @@ def parse_args():
     return parser.parse_args()
 
 
-def compiled_train_function(model_name, optimizer_name, wrapped, args):
+WRAPPERS = {
+    "plain": lambda optimizer: optimizer,
+    "wrapped": LayerAdaptive,
+    # Forwards every call to the optimizer it wraps: the same compiled step as plain.
+    "null_wrapper": WrapperOptimizer,
+    "plain_copy": lambda optimizer: optimizer,
+}
+
+
+def compiled_train_function(model_name, optimizer_name, variant, args):
     """Returns `run(calls)`: seconds for `calls` executions of the compiled step."""
     input_shape, batch_size, layers = MODELS[model_name]
     keras.utils.set_random_seed(args.seed)
     model = keras.Sequential([keras.Input(input_shape), *layers()])
     optimizer = OPTIMIZERS[optimizer_name]()
     model.compile(
-        optimizer=LayerAdaptive(optimizer) if wrapped else optimizer,
+        optimizer=WRAPPERS[variant](optimizer),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=True,
         steps_per_execution=args.steps_per_execution,
@@ -147,18 +160,17 @@ def verdict(median, low, high):
 
 
 def measure(model_name, optimizer_name, args, rng):
-    variants = {"plain": False, "wrapped": True, "plain_copy": False}
     # Each variant is compiled --instances times; repeat r times instance r mod k of
     # each. Two compiled copies of one step can differ by several percent (buffer
     # placement), which interleaving cannot remove but spreading over copies averages.
     # "plain_copy" is an A/A control: its ratio to "plain" shows how far identical
     # compiled steps differ on this machine.
-    # Copies are compiled in turns (plain, wrapped, plain_copy, plain, ...) so that no
-    # variant is always the first or last to take memory.
-    runners = {name: [] for name in variants}
+    # Copies are compiled in turns (plain, wrapped, null_wrapper, plain_copy, plain, ...)
+    # so that no variant is always the first or last to take memory.
+    runners = {name: [] for name in WRAPPERS}
     for _ in range(args.instances):
-        for name, wrapped in variants.items():
-            runners[name].append(compiled_train_function(model_name, optimizer_name, wrapped, args))
+        for name in WRAPPERS:
+            runners[name].append(compiled_train_function(model_name, optimizer_name, name, args))
     # Warm up (the first calls run slower), then size blocks from a timing of the
     # warm step so that every block lasts about --block-seconds.
     for _ in range(args.warmup_blocks):
@@ -173,8 +185,8 @@ def measure(model_name, optimizer_name, args, rng):
         for name in rng.permutation(list(runners)):
             runner = runners[name][repeat % args.instances]
             times[name].append(np.array(runner(calls)) / steps)
-    (plain, plain_cpu), (wrapped, wrapped_cpu), (copy, _) = (
-        np.array(times[name]).T for name in ("plain", "wrapped", "plain_copy")
+    (plain, plain_cpu), (wrapped, wrapped_cpu), (null, _), (copy, _) = (
+        np.array(times[name]).T for name in WRAPPERS
     )
     ratios, cpu_ratios, control = wrapped / plain, wrapped_cpu / plain_cpu, copy / plain
     median = float(np.median(ratios))
@@ -200,6 +212,12 @@ def measure(model_name, optimizer_name, args, rng):
             1 - TARGET_MEDIAN <= min(median_interval(control))
             and max(median_interval(control)) <= 1 + TARGET_MEDIAN
         ),
+        "null_wrapper_ratio_median": float(np.median(null / plain)),
+        "null_wrapper_ratio_ci95": list(median_interval(null / plain)),
+        "null_wrapper_ratios": [float(r) for r in null / plain],
+        # Paired in each repeat: the cost of eq. (9)'s work over the wrapper object's.
+        "wrapped_to_null_ratio_median": float(np.median(wrapped / null)),
+        "wrapped_to_null_ratio_ci95": list(median_interval(wrapped / null)),
     }
 
 
@@ -211,12 +229,38 @@ def plot(results, path):
 
     fig, ax = plt.subplots(figsize=(3 + 1.2 * len(results), 4))
     labels = [f"{r['model']}\n{r['optimizer']}" for r in results]
-    ax.boxplot([r["ratios"] for r in results], tick_labels=labels)
+    positions = np.arange(len(results))
+    wrapped = ax.boxplot(
+        [r["ratios"] for r in results],
+        positions=positions - 0.18,
+        widths=0.3,
+        patch_artist=True,
+    )
+    null = ax.boxplot(
+        [r["null_wrapper_ratios"] for r in results],
+        positions=positions + 0.18,
+        widths=0.3,
+        patch_artist=True,
+    )
+    for box in wrapped["boxes"]:
+        box.set_facecolor("tab:blue")
+    for box in null["boxes"]:
+        box.set_facecolor("lightgray")
+    ax.set_xticks(positions, labels)
     ax.axhline(1.0, color="gray", linewidth=0.8)
     ax.axhline(1 + TARGET_MEDIAN, color="orange", linestyle="--", label="median target (+3%)")
     ax.axhline(1 + TARGET_UPPER, color="red", linestyle=":", label="interval bound (+5%)")
-    ax.set_ylabel("step time, LayerAdaptive / plain")
-    ax.legend(fontsize="small")
+    ax.set_ylabel("step time / plain optimizer")
+    ax.legend(
+        [wrapped["boxes"][0], null["boxes"][0], *ax.get_lines()[-2:]],
+        [
+            "LayerAdaptive",
+            "null wrapper (same compiled step)",
+            "median target (+3%)",
+            "interval bound (+5%)",
+        ],
+        fontsize="small",
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

@@ -36,6 +36,9 @@ def test_overhead_benchmark(tmp_path):
     assert result["plain_ms_per_step"] > 0 and result["wrapped_ms_per_step"] > 0
     low, high = result["ratio_ci95"]
     assert low <= result["ratio_median"] <= high
+    assert len(result["null_wrapper_ratios"]) == 3
+    low, high = result["null_wrapper_ratio_ci95"]
+    assert low <= result["null_wrapper_ratio_median"] <= high
     assert (
         result["verdict"] in ("within target", "over target") or "inconclusive" in result["verdict"]
     )
