@@ -101,7 +101,7 @@ def parse_args():
     return parser.parse_args()
 
 
-WRAPPERS = {
+VARIANTS = {
     "plain": lambda optimizer: optimizer,
     "wrapped": LayerAdaptive,
     # Forwards every call to the optimizer it wraps: the same compiled step as plain.
@@ -117,7 +117,7 @@ def compiled_train_function(model_name, optimizer_name, variant, args):
     model = keras.Sequential([keras.Input(input_shape), *layers()])
     optimizer = OPTIMIZERS[optimizer_name]()
     model.compile(
-        optimizer=WRAPPERS[variant](optimizer),
+        optimizer=VARIANTS[variant](optimizer),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=True,
         steps_per_execution=args.steps_per_execution,
@@ -167,9 +167,9 @@ def measure(model_name, optimizer_name, args, rng):
     # compiled steps differ on this machine.
     # Copies are compiled in turns (plain, wrapped, null_wrapper, plain_copy, plain, ...)
     # so that no variant is always the first or last to take memory.
-    runners = {name: [] for name in WRAPPERS}
+    runners = {name: [] for name in VARIANTS}
     for _ in range(args.instances):
-        for name in WRAPPERS:
+        for name in VARIANTS:
             runners[name].append(compiled_train_function(model_name, optimizer_name, name, args))
     # Warm up (the first calls run slower), then size blocks from a timing of the
     # warm step so that every block lasts about --block-seconds.
@@ -185,8 +185,9 @@ def measure(model_name, optimizer_name, args, rng):
         for name in rng.permutation(list(runners)):
             runner = runners[name][repeat % args.instances]
             times[name].append(np.array(runner(calls)) / steps)
+    # In the order of VARIANTS.
     (plain, plain_cpu), (wrapped, wrapped_cpu), (null, _), (copy, _) = (
-        np.array(times[name]).T for name in WRAPPERS
+        np.array(times[name]).T for name in VARIANTS
     )
     ratios, cpu_ratios, control = wrapped / plain, wrapped_cpu / plain_cpu, copy / plain
     median = float(np.median(ratios))
