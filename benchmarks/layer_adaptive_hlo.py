@@ -6,9 +6,9 @@ and other top-level instructions) of the step's entry computation. It also gives
 largest array written by a kernel that only the wrapped step has, next to the largest
 argument of the step (a variable or the batch): eq. (9) needs one read of each
 gradient, and an added kernel that writes an array as large as a gradient means a
-second pass over memory. None of this depends on
-machine load: it is the structural side of the overhead, the step time
-(`layer_adaptive_overhead.py`) the measured one. Prints JSON.
+second pass over memory. None of this depends on machine load: it is the structural
+side of the overhead, the step time (`layer_adaptive_overhead.py`) the measured one.
+Prints JSON.
 
     python benchmarks/layer_adaptive_hlo.py [--models mlp cnn deep] [--optimizer nesterov]
 """
