@@ -2,8 +2,9 @@
 
 from keras_agd import datasets, multi_worker, schedules
 from keras_agd.agd import AGD
-from keras_agd.callbacks import Annealing, LayerFactorLogger
+from keras_agd.callbacks import CurriculumLogger, LayerFactorLogger
 from keras_agd.codebook import Frontier, HierarchicalCodebook
+from keras_agd.curriculum import Curriculum, Level
 from keras_agd.layer_adaptive import LayerAdaptive, layer_factors, variable_groups
 from keras_agd.mosaic_dataset import mosaic_dataset
 from keras_agd.sources import Source
@@ -12,11 +13,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AGD",
-    "Annealing",
+    "Curriculum",
+    "CurriculumLogger",
     "Frontier",
     "HierarchicalCodebook",
     "LayerAdaptive",
     "LayerFactorLogger",
+    "Level",
     "Source",
     "datasets",
     "layer_factors",

@@ -3,12 +3,7 @@
 tests/test_keras_adapter.py fails loudly when a Keras release changes any of them.
 """
 
-import sys
-
 import tensorflow as tf
-from keras.callbacks import ProgbarLogger
-from keras.src.callbacks.callback_list import CallbackList
-from keras.src.trainers.epoch_iterator import EpochIterator
 
 # --- Optimizer internals (LayerAdaptive).
 
@@ -37,88 +32,6 @@ def is_update_step_hooked(optimizer):
 def variable_key(optimizer, variable):
     """The key by which a Keras optimizer identifies one of its variables."""
     return optimizer._var_key(variable)
-
-
-# --- The running `fit` loop (Annealing).
-
-
-class FitLoop:
-    """The epoch iterator and callbacks of the `model.fit` call that is running now.
-
-    Keras 3 reads the number of batches per epoch once per `fit` (from the dataset's
-    cardinality, or from the first epoch) and the progress bar's total once. Epochs
-    of annealing change length, so the Annealing callback sets both every epoch.
-    """
-
-    def __init__(self, epoch_iterator, callbacks):
-        self._epoch_iterator = epoch_iterator
-        self._callbacks = callbacks
-
-    @classmethod
-    def find(cls):
-        """The loop of the `fit` that called the current callback, else `None`."""
-        frame = sys._getframe(1)
-        for _ in range(16):
-            if frame is None:
-                return None
-            if frame.f_code.co_name == "fit":
-                local = frame.f_locals
-                epoch_iterator, callbacks = local.get("epoch_iterator"), local.get("callbacks")
-                if isinstance(epoch_iterator, EpochIterator) and isinstance(
-                    callbacks, CallbackList
-                ):
-                    return cls(epoch_iterator, callbacks)
-            frame = frame.f_back
-        return None
-
-    @property
-    def data_iterator(self):
-        """The iterator that `fit` hands to the train function this epoch."""
-        return self._epoch_iterator._current_iterator
-
-    @property
-    def dataset(self):
-        """The `tf.data.Dataset` (or distributed dataset) that `fit` was given, else `None`."""
-        get = getattr(self._epoch_iterator.data_adapter, "get_tf_dataset", None)
-        return None if get is None else get()
-
-    @property
-    def steps_per_epoch(self):
-        """The `steps_per_epoch` passed to `fit`, or `None`."""
-        return self._epoch_iterator.steps_per_epoch
-
-    def set_epoch_length(self, batches):
-        """Makes the coming epoch run `batches` batches, and the progress bar say so."""
-        self._epoch_iterator._num_batches = batches
-        if self._callbacks.params is not None:
-            self._callbacks.params["steps"] = batches
-        for callback in self._callbacks.callbacks:
-            if isinstance(callback, ProgbarLogger):
-                callback.target = batches
-                if getattr(callback, "progbar", None) is not None:
-                    callback.progbar.target = batches
-
-
-def forget_train_function(model):
-    """Makes the next `fit` trace its train step again (as `compile` does)."""
-    model.train_function = None
-
-
-def guard_train_function(model, check):
-    """Makes every call of the model's train function first call `check(iterator)`.
-
-    Keras reuses the train function across `fit` calls, also after a `fit` that an
-    exception ended (when no `on_train_end` runs), so a check at trace time alone
-    would not see a later `fit`. A guard of an earlier `fit` is replaced.
-    """
-    original = getattr(model.train_function, "__wrapped__", model.train_function)
-
-    def guarded(iterator):
-        check(iterator)
-        return original(iterator)
-
-    guarded.__wrapped__ = original
-    model.train_function = guarded
 
 
 # --- `fit` under MultiWorkerMirroredStrategy (Keras 3.15, TensorFlow backend).

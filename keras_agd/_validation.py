@@ -105,6 +105,30 @@ def check_path(name, value):
     return path
 
 
+def check_optimizer(name, value):
+    """Raises `TypeError` unless `value` is a Keras optimizer instance."""
+    import keras
+
+    if not isinstance(value, keras.optimizers.Optimizer):
+        raise TypeError(
+            f"`{name}` must be a `keras.optimizers.Optimizer` instance, e.g. "
+            f"keras.optimizers.SGD(0.01). Received: {name}={value!r}"
+        )
+    return value
+
+
+def check_fitted_codebook(name, value):
+    """Raises `TypeError` unless `value` is a fitted `keras_agd.HierarchicalCodebook`."""
+    from keras_agd.codebook import HierarchicalCodebook
+
+    if not (isinstance(value, HierarchicalCodebook) and hasattr(value, "sample_node_")):
+        raise TypeError(
+            f"`{name}` must be a fitted keras_agd.HierarchicalCodebook (call `.fit(x, y)` or "
+            f"`HierarchicalCodebook.load(path)`). Received: {name}={value!r}"
+        )
+    return value
+
+
 def check_random_state(name, value):
     """A `np.random.SeedSequence` from what scikit-learn takes as a `random_state`.
 

@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_agd import _validation
+
 
 class WrapperOptimizer(keras.optimizers.Optimizer):
     """Delegates the update to `inner_optimizer`, as `keras.optimizers.LossScaleOptimizer` does.
@@ -18,11 +20,7 @@ class WrapperOptimizer(keras.optimizers.Optimizer):
                 f"{type(self).__name__} requires the TensorFlow backend. "
                 f"Received: backend={keras.backend.backend()!r}"
             )
-        if not isinstance(inner_optimizer, keras.optimizers.Optimizer):
-            raise TypeError(
-                "The wrapped optimizer must be a `keras.optimizers.Optimizer` instance, "
-                f"e.g. keras.optimizers.SGD(0.01). Received: {inner_optimizer!r}"
-            )
+        _validation.check_optimizer("inner_optimizer", inner_optimizer)
         if isinstance(inner_optimizer, keras.optimizers.LossScaleOptimizer):
             raise ValueError(
                 "The wrapped optimizer cannot be a LossScaleOptimizer: loss scaling must be "

@@ -1,45 +1,37 @@
 """The annealed gradient descent optimizer (Pan & Jiang, UAI 2015)."""
 
+import warnings
+
 import keras
 from keras import ops
 
 from keras_agd import _validation
 from keras_agd._wrapper import WrapperOptimizer
-from keras_agd.annealing import AnnealingState
+from keras_agd.curriculum import Curriculum
 from keras_agd.layer_adaptive import LayerAdaptive
 
 _register = keras.saving.register_keras_serializable(package="keras_agd")
 _LearningRateSchedule = keras.optimizers.schedules.LearningRateSchedule
 
-NOT_ANNEALING = (
-    "AGD is training outside its annealing schedule: pass the `keras_agd.Annealing` "
-    "callback to `model.fit` and train on `keras_agd.mosaic_dataset(annealing, ...)`. "
-    "(To train at one learning rate on other data, compile with the wrapped optimizer.)"
-)
-
 
 @_register
 class _PhaseLearningRate(_LearningRateSchedule):
-    """AGD's learning rate: the rate of the current phase, with the paper's decay rules."""
+    """AGD's learning rate: the rate of the phase the step is in, with the decay rule."""
 
     def __init__(self, agd=None):
         self.agd = agd
 
     def __call__(self, step):
         agd = self.agd
-        state = agd.annealing_state
-        iterations = ops.cast(step, "int64")
-        since_phase = iterations - state.phase_start_iteration
-        mosaic = _evaluate(agd._mosaic_learning_rate, since_phase)
-        regular = _evaluate(agd._regular_learning_rate, since_phase)
-        rate = ops.where(state.mosaic > 0, mosaic, regular)
+        plan = agd.curriculum_identity
+        mosaic_steps = plan["mosaic_steps"]
+        step = ops.cast(step, "int64")
+        mosaic = _evaluate(agd._mosaic_learning_rate, step)
+        regular = _evaluate(agd._regular_learning_rate, ops.maximum(step - mosaic_steps, 0))
+        rate = ops.where(step < mosaic_steps, mosaic, regular)
         if agd.decay_start_epoch is not None:
-            epochs = ops.maximum(state.step - agd.decay_start_epoch, 0)
+            epochs = ops.maximum(_annealing_epoch(plan, step) - agd.decay_start_epoch, 0)
             rate = rate * ops.power(agd.epoch_decay_rate, ops.cast(epochs, rate.dtype))
-        if agd.loss_threshold is not None:
-            since = ops.cast(iterations - state.decay_start_iteration, rate.dtype)
-            p = float(agd.loss_decay_steps)
-            rate = ops.where(state.decay_start_iteration >= 0, rate * p / (p + since), rate)
         return rate
 
     def get_config(self):
@@ -47,30 +39,43 @@ class _PhaseLearningRate(_LearningRateSchedule):
         return {}
 
 
+def _annealing_epoch(plan, step):
+    """The paper's epoch of `step`: its mosaic level, then one per pass over the samples."""
+    firsts = [0]
+    for _, _, steps in plan["levels"][:-1]:
+        firsts.append(firsts[-1] + steps)
+    levels = len(plan["levels"])
+    level = ops.sum(ops.cast(ops.convert_to_tensor(firsts, "int64") <= step, "int64")) - 1
+    regular = levels + (step - plan["mosaic_steps"]) // plan["steps_per_epoch"]
+    return ops.where(step < plan["mosaic_steps"], level, regular)
+
+
 @_register
 class AGD(WrapperOptimizer):
-    """Annealed gradient descent: mosaic epochs on codewords, then regular epochs.
+    """Annealed gradient descent: the mosaic rate on codewords, then the regular rate.
 
-    AGD trains on a sequence of codebook frontiers of decreasing quantization error
-    ε: mosaic gradient descent (MGD) with large batches and `mosaic_learning_rate`
-    while the epoch holds codewords, then ordinary mini-batch training with
-    `learning_rate` once ε has reached the real samples. The epochs come from
-    `keras_agd.mosaic_dataset`, the phase from the `keras_agd.Annealing` callback;
-    AGD only follows the phase. The update rule is SGD with momentum / Nesterov, as
-    in the paper, or any Keras optimizer passed as `optimizer`:
+    AGD is the optimizer of a `keras_agd.Curriculum`: while the global step is in the
+    curriculum's mosaic phase (`step < curriculum.mosaic_steps`), it updates with
+    `mosaic_learning_rate` (the large batches of codewords), then with
+    `learning_rate` on the real samples. Its learning rate is a function of
+    `iterations` alone, so it steps the same way in `fit`, `train_on_batch` and a
+    custom loop, and `model.save`, checkpoints and `keras.callbacks.BackupAndRestore`
+    resume it exactly. Train on `curriculum.dataset(model)`, which follows the same
+    step. The update rule is SGD with momentum / Nesterov, as in the paper, or any
+    Keras optimizer passed as `optimizer`:
 
     ```python
-    lr = mosaic_learning_rate if phase == "mosaic" else learning_rate
-    variable = inner_optimizer_update(variable, gradient, lr * decay)
+    phase_rate = mosaic_learning_rate if step < mosaic_steps else learning_rate
+    variable = inner_optimizer_update(variable, gradient, phase_rate * decay)
     ```
 
-    The annealing state (`annealing_state`: step, ε, phase, frontier size) is kept
-    in this optimizer's variables, so `model.save`, checkpoints and
-    `keras.callbacks.BackupAndRestore` carry it and a resumed run continues at the
-    same ε. Learning-rate schedules of either phase count steps from the start of
-    that phase.
+    The curriculum's identity (a digest of its data, codebook, schedule, batch sizes,
+    mode, steps and seed) is saved with the optimizer: a stream of another curriculum
+    is refused, also after a resume. Learning-rate schedules of either phase count
+    steps from the start of that phase.
 
     Args:
+        curriculum: The `keras_agd.Curriculum` to train on (or its `get_config()`).
         learning_rate: Float or `LearningRateSchedule` of the regular phase.
             Defaults to `0.01`.
         mosaic_learning_rate: Float or `LearningRateSchedule` of the mosaic phase;
@@ -87,13 +92,10 @@ class AGD(WrapperOptimizer):
             AGD's. Defaults to `None`.
         decay_start_epoch: If set, the learning rate is multiplied by
             `epoch_decay_rate` every annealing epoch after this one (the paper's
-            Switchboard rule). Defaults to `None`.
+            Switchboard rule), where an annealing epoch is a mosaic level, then a
+            pass over the real samples (`curriculum.steps_per_epoch` steps).
+            Defaults to `None`.
         epoch_decay_rate: See `decay_start_epoch`. Defaults to `0.8`.
-        loss_threshold: If set, once the training loss (the running mean of the
-            epoch that Keras reports as `loss`) falls below it, the learning rate
-            follows `lr · p / (p + t)`, with `t` the steps since then (the paper's
-            MNIST rule, r = 0.17). Defaults to `None`.
-        loss_decay_steps: `p` of that rule. Defaults to `10000`.
         layer_adaptive: Whether each layer's learning rate is scaled by
             `1 + log(1 + 1/‖g_l‖₂)` (`keras_agd.LayerAdaptive` around the update
             rule). Defaults to `False`.
@@ -103,13 +105,10 @@ class AGD(WrapperOptimizer):
 
     Example:
 
-    >>> codebook = keras_agd.HierarchicalCodebook().fit(x_train, y_train)
-    >>> annealing = keras_agd.Annealing(
-    ...     codebook, keras_agd.schedules.from_codebook(codebook, mosaic_epochs=10))
-    >>> model.compile(optimizer=keras_agd.AGD(learning_rate=0.1, momentum=0.9),
+    >>> curriculum = keras_agd.Curriculum(x_train, y_train, schedule=6)
+    >>> model.compile(optimizer=keras_agd.AGD(curriculum, learning_rate=0.1, momentum=0.9),
     ...               loss="sparse_categorical_crossentropy")
-    >>> train = keras_agd.mosaic_dataset(annealing, x_train, y_train)
-    >>> model.fit(train, epochs=20, callbacks=[annealing])
+    >>> model.fit(curriculum.dataset(model), epochs=9)
 
     Reference:
         H. Pan and H. Jiang, "Annealed Gradient Descent for Deep Learning", UAI 2015.
@@ -117,6 +116,7 @@ class AGD(WrapperOptimizer):
 
     def __init__(
         self,
+        curriculum,
         learning_rate=0.01,
         mosaic_learning_rate=None,
         momentum=0.0,
@@ -124,12 +124,11 @@ class AGD(WrapperOptimizer):
         optimizer=None,
         decay_start_epoch=None,
         epoch_decay_rate=0.8,
-        loss_threshold=None,
-        loss_decay_steps=10000,
         layer_adaptive=False,
         name="agd",
         **kwargs,
     ):
+        identity = _identity(curriculum)
         nesterov = _validation.check_bool("nesterov", nesterov)
         layer_adaptive = _validation.check_bool("layer_adaptive", layer_adaptive)
         if optimizer is None:
@@ -148,10 +147,7 @@ class AGD(WrapperOptimizer):
                 f"Pass {sorted(kwargs)} to the wrapped `optimizer`, not to AGD. "
                 f"Received: optimizer={optimizer.__class__.__name__}"
             )
-        if not isinstance(optimizer, keras.optimizers.Optimizer):
-            raise TypeError(
-                f"`optimizer` must be a Keras optimizer. Received: optimizer={optimizer!r}"
-            )
+        _validation.check_optimizer("optimizer", optimizer)
         if isinstance(optimizer, AGD):
             raise ValueError("`optimizer` cannot be another AGD.")
         if layer_adaptive and not isinstance(optimizer, LayerAdaptive):
@@ -161,30 +157,25 @@ class AGD(WrapperOptimizer):
         epoch_decay_rate = _validation.check_number(
             "epoch_decay_rate", epoch_decay_rate, 0, 1, low_open=True
         )
-        if loss_threshold is not None:
-            loss_threshold = _validation.check_number("loss_threshold", loss_threshold)
-        _validation.check_number("loss_decay_steps", loss_decay_steps, 0, None, low_open=True)
-        if _validation.is_integer(loss_decay_steps):
-            loss_decay_steps = int(loss_decay_steps)
-        else:
-            loss_decay_steps = float(loss_decay_steps)
         super().__init__(optimizer, name=name)
+        self.curriculum_identity = identity
         self.decay_start_epoch = decay_start_epoch
         self.epoch_decay_rate = epoch_decay_rate
-        self.loss_threshold = loss_threshold
-        self.loss_decay_steps = loss_decay_steps
         self.layer_adaptive = isinstance(optimizer, LayerAdaptive)
         self._regular_learning_rate = self._rate_variable(learning_rate, "learning_rate")
         self._mosaic_learning_rate = self._rate_variable(
             learning_rate if mosaic_learning_rate is None else mosaic_learning_rate,
             "mosaic_learning_rate",
         )
-        # Created here rather than in `build`: the Annealing callback writes it
-        # before the first training step.
-        self.annealing_state = AnnealingState(self)
-        # The training loss that `loss_threshold` compares; the Annealing callback
-        # hands over the model's `loss` metric.
-        self.loss_metric = None
+        # Saved with the optimizer's variables, so that a backup of another
+        # curriculum's run is refused when the stream starts.
+        self.curriculum_digest = self.add_variable(
+            (),
+            initializer=keras.initializers.Constant(identity["digest"]),
+            dtype="int64",
+            aggregation="only_first_replica",
+            name="curriculum_digest",
+        )
         self.inner_optimizer.learning_rate = _PhaseLearningRate(self)
 
     def _rate_variable(self, value, name):
@@ -204,37 +195,27 @@ class AGD(WrapperOptimizer):
         )
 
     @property
-    def epsilon(self):
-        """The quantization error ε of the current epoch (inf before training)."""
-        return self.annealing_state.read()["epsilon"]
+    def mosaic_steps(self):
+        """Steps of the curriculum's mosaic phase."""
+        return self.curriculum_identity["mosaic_steps"]
 
     @property
     def phase(self):
-        """`"mosaic"` while training on codewords, `"regular"` on the real samples."""
-        return "mosaic" if self.annealing_state.read()["mosaic"] else "regular"
+        """`"mosaic"` while the next step trains on codewords, else `"regular"`."""
+        return "mosaic" if int(self.iterations.numpy()) < self.mosaic_steps else "regular"
 
-    def apply(self, grads, trainable_variables=None):
-        # Runs when the train step is traced: an AGD step outside the annealing
-        # flow would silently train at the mosaic rate on whatever data it gets.
-        if self.annealing_state.writer is None:
-            raise ValueError(NOT_ANNEALING)
-        if self.loss_threshold is not None:
-            self._start_decay_below_threshold()
-        super().apply(grads, trainable_variables)
-
-    def _start_decay_below_threshold(self):
-        if self.loss_metric is None:
-            raise ValueError(
-                "`loss_threshold` needs the model's `loss` metric, which this model does "
-                "not track (a custom `train_step` without `compute_loss`?)."
+    def finalize_variable_values(self, var_list):
+        # Keras calls this at the end of every `fit`: the one point where a run that
+        # stopped on codewords can be told apart from one that reached the samples.
+        step = int(self.iterations.numpy())
+        if step < self.mosaic_steps:
+            warnings.warn(
+                f"Training stopped at step {step}, inside AGD's mosaic phase (it ends at step "
+                f"{self.mosaic_steps}): the model has been trained on codewords only. Fit for "
+                "more epochs; the next `fit` continues the curriculum from this step.",
+                stacklevel=2,
             )
-        state = self.annealing_state
-        loss = ops.cast(self.loss_metric.result(), "float32")
-        crossed = ops.logical_and(state.decay_start_iteration < 0, loss < self.loss_threshold)
-        iterations = ops.cast(self.iterations, "int64")
-        state.decay_start_iteration.assign(
-            ops.where(crossed, iterations, state.decay_start_iteration)
-        )
+        super().finalize_variable_values(var_list)
 
     @property
     def learning_rate(self):
@@ -254,13 +235,12 @@ class AGD(WrapperOptimizer):
     def get_config(self):
         return {
             "name": self.name,
+            "curriculum": self.curriculum_identity,
             "learning_rate": _serialize(self._regular_learning_rate),
             "mosaic_learning_rate": _serialize(self._mosaic_learning_rate),
             "optimizer": keras.saving.serialize_keras_object(self.inner_optimizer),
             "decay_start_epoch": self.decay_start_epoch,
             "epoch_decay_rate": self.epoch_decay_rate,
-            "loss_threshold": self.loss_threshold,
-            "loss_decay_steps": self.loss_decay_steps,
             "layer_adaptive": self.layer_adaptive,
         }
 
@@ -273,6 +253,21 @@ class AGD(WrapperOptimizer):
                     config[key], custom_objects=custom_objects
                 )
         return cls(**config)
+
+
+_PLAN_KEYS = ("digest", "mosaic_steps", "steps_per_epoch", "levels")
+
+
+def _identity(curriculum):
+    """The curriculum's config: of a `Curriculum`, or as saved in AGD's own config."""
+    if isinstance(curriculum, Curriculum):
+        return curriculum.get_config()
+    if isinstance(curriculum, dict) and all(key in curriculum for key in _PLAN_KEYS):
+        return dict(curriculum)
+    raise TypeError(
+        "`curriculum` must be the keras_agd.Curriculum that AGD trains on (AGD follows its "
+        f"phases). Received: curriculum={curriculum!r}"
+    )
 
 
 def _evaluate(rate, step):

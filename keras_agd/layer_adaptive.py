@@ -480,11 +480,7 @@ class LayerAdaptive(WrapperOptimizer):
 
 
 def _check_inner_optimizer(optimizer):
-    if not isinstance(optimizer, keras.optimizers.Optimizer):
-        raise TypeError(
-            "`inner_optimizer` must be a `keras.optimizers.Optimizer` instance, "
-            f"e.g. keras.optimizers.SGD(0.01). Received: inner_optimizer={optimizer!r}"
-        )
+    _validation.check_optimizer("inner_optimizer", optimizer)
     if isinstance(optimizer, (LayerAdaptive, keras.optimizers.MultiOptimizer)):
         raise ValueError(
             "`inner_optimizer` must be an optimizer with one global learning rate. "

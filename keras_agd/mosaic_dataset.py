@@ -1,140 +1,143 @@
-"""The tf.data pipeline that reads each epoch's plan from the Annealing callback."""
+"""The tf.data stream of a curriculum, starting at the optimizer's step."""
 
 import numpy as np
 import tensorflow as tf
 
-from keras_agd.callbacks import NOT_FED, Annealing
-from keras_agd.sources import as_source
+from keras_agd import _collective, _validation, multi_worker
+from keras_agd.curriculum import Curriculum
 
 
 def mosaic_dataset(
-    annealing,
-    x,
-    y=None,
-    x_key=None,
-    y_key=None,
+    curriculum,
+    model,
+    *,
+    steps_per_epoch=None,
     regular_dataset=None,
     augment=None,
+    class_weight=None,
     input_context=None,
 ):
-    """A `tf.data.Dataset` of `(x, y, sample_weight)` batches for `model.fit` with AGD.
+    """A `tf.data.Dataset` of a curriculum's batches, from the step `model` is at.
 
-    Each epoch, the dataset reads the plan that the `annealing` callback made for it
-    (which codewords and samples, in which order, with which weights and batch size)
-    and yields it: codewords from a small in-memory table, samples read by index from
-    `x`, all as float32. An array in memory of up to 256 MiB is gathered inside the
-    graph, like `Dataset.from_tensor_slices`; anything else is read with NumPy per
-    batch, so `x` can be a memory map or a tfds data source far larger than memory.
-    The dataset imports nothing of the optimizer: the callback is the only link.
+    Each time Keras starts reading the dataset (every epoch of `fit`), it reads the
+    optimizer's step counter `s` (`model.optimizer.iterations`) and yields the
+    batches of steps `s, s + 1, ...`: codewords and samples of the mosaic phase, then
+    shuffled passes over the real samples (each pass a stateless permutation of the
+    pass number and the curriculum's seed). So a second `fit`, `initial_epoch`, a
+    model restored by `load_model` or `keras.callbacks.BackupAndRestore` all continue
+    the curriculum where the optimizer stands, and every batch is full. A Keras epoch
+    is `steps_per_epoch` steps: a window for the logs, not a pass of the curriculum.
 
-    Train on it with the callback in `fit` (`callbacks=[annealing]`), and apply any
-    further transformation through `augment` rather than after this function: a
-    transformation that changes the number of batches is refused at the end of the
-    epoch. Outside `fit` the dataset gives one preview batch, then an error.
+    Codewords come from a small in-memory table and samples are read by index from
+    the curriculum's source: an array in memory of up to 256 MiB is gathered inside
+    the graph, like `Dataset.from_tensor_slices`; anything else (memory maps, tfds
+    data sources, records) is read with NumPy per batch.
+
+    Batches are `(x, y, sample_weight)`: x float32, y int64, sample_weight float32
+    (ω-based in `"weighted"` mode, else 1, times `class_weight`). A custom
+    `train_step` must pass the weights on, e.g.
+    `x, y, sample_weight = data; ...; self.compute_loss(x, y, y_pred, sample_weight)`.
+    Pass class weights here, not to `fit`: Keras refuses `class_weight` for a
+    dataset that yields sample weights.
 
     Args:
-        annealing: The `keras_agd.Annealing` callback passed to `fit`.
-        x: The training samples the codebook was fit on, random-access: an array
-            (kept in its own dtype, cast per batch), an `np.memmap`, a tfds
-            `data_source`, any object with `__len__` and `__getitem__`, or a
-            `keras_agd.Source`.
-        y: Integer class labels, shape `(N,)`, unless `x` holds them (see
-            `keras_agd.Source`). Defaults to `None`.
-        x_key: Key of the input in dict records (tfds: `"image"`). Defaults to `None`.
-        y_key: Key of the label in dict records (tfds: `"label"`). Defaults to `None`.
+        curriculum: The `keras_agd.Curriculum` to stream.
+        model: The compiled `keras.Model` (or its optimizer) whose step counter the
+            stream follows: compiled with `keras_agd.AGD(curriculum, ...)`, or with any
+            optimizer for controls.
+        steps_per_epoch: Batches of each Keras epoch. `None` means one pass over the
+            real samples, `curriculum.steps_per_epoch`. Pass it here, not to `fit`.
+            Defaults to `None`.
         regular_dataset: Optional `tf.data.Dataset` of `(x, y)` or
-            `(x, y, sample_weight)` batches over the same samples, with a known number
-            of batches, used as it is (decoding, augmentation, batch size) for the
-            regular phase; the mosaic phase still reads `x`. Defaults to `None`.
+            `(x, y, sample_weight)` batches over the same samples, with a known
+            number of batches, used as it is (decoding, augmentation, batch size) and
+            repeated for the regular phase; the mosaic phase still reads the
+            curriculum's source. It resumes by skipping batches, so its order is as
+            reproducible as its own shuffling. Defaults to `None`.
         augment: Optional function `(x_batch, y_batch) -> (x_batch, y_batch)` in
             TensorFlow ops (e.g. random deformation), applied to the batches of the
-            regular phase read from `x`. Defaults to `None`.
+            regular phase read from the source. Defaults to `None`.
+        class_weight: Optional dict from class index to a weight >= 0, multiplied
+            into every item's sample weight (missing classes: 1). Defaults to `None`.
         input_context: The `tf.distribute.InputContext` that
             `strategy.distribute_datasets_from_function` passes to its function: the
-            dataset then reads and yields only this worker's replicas' shares of each
-            batch (the same shares as the default sharding, which reads every batch
-            whole on every worker). Defaults to `None`.
+            dataset then yields only this worker's replicas' shares of each batch.
+            Defaults to `None`.
 
     Returns:
-        A `tf.data.Dataset` yielding `(x, y, sample_weight)`: x float32, y int64.
+        A `tf.data.Dataset` of `steps_per_epoch` batches each time it is iterated.
 
     Example:
 
-    >>> annealing = keras_agd.Annealing(codebook, schedule)
-    >>> train = keras_agd.mosaic_dataset(annealing, x_train, y_train)
-    >>> model.fit(train, epochs=30, validation_data=(x_test, y_test), callbacks=[annealing])
-
-    On several workers, each reading only its share:
-
-    >>> train = strategy.distribute_datasets_from_function(
-    ...     lambda context: keras_agd.mosaic_dataset(annealing, x_train, y_train,
-    ...                                              input_context=context))
+    >>> train = keras_agd.mosaic_dataset(curriculum, model)  # or curriculum.dataset(model)
+    >>> model.fit(train, epochs=9, validation_data=(x_test, y_test))
     """
-    if not isinstance(annealing, Annealing):
+    if not isinstance(curriculum, Curriculum):
         raise TypeError(
-            "`annealing` must be the keras_agd.Annealing callback passed to `fit`. "
-            f"Received: annealing={annealing!r}"
+            f"`curriculum` must be a keras_agd.Curriculum. Received: curriculum={curriculum!r}"
         )
+    optimizer = _optimizer_of(model)
+    identity = _curriculum_identity(optimizer)
+    if identity is not None and identity[0] != curriculum.digest:
+        raise ValueError(_OTHER_CURRICULUM.format(curriculum.digest, identity[0]))
+    if steps_per_epoch is None:
+        steps_per_epoch = curriculum.steps_per_epoch
+    steps_per_epoch = _validation.check_integer("steps_per_epoch", steps_per_epoch, 1, 1 << 40)
     if augment is not None and not callable(augment):
         raise TypeError(f"`augment` must be callable. Received: augment={augment!r}")
-    source = as_source(x, y, x_key=x_key, y_key=y_key)
-    if source.labels is None:
-        raise ValueError("keras_agd.mosaic_dataset needs class labels: pass `y` or `y_key`.")
-    codebook = annealing.codebook
-    codebook.verify(source)
-    read_batch = _graph_reader(codebook, source) or _numpy_reader(codebook, source)
-    x_shape = (None, *source.sample_shape)
-    regular = None if regular_dataset is None else _regular_batches(regular_dataset, x_shape)
     if input_context is not None and not isinstance(input_context, tf.distribute.InputContext):
         raise TypeError(
             "`input_context` must be the tf.distribute.InputContext passed by "
             f"`distribute_datasets_from_function`. Received: input_context={input_context!r}"
         )
-    annealing.attach(None if regular is None else int(regular.cardinality()), input_context)
+    source = curriculum.source
+    weight_table = _class_weights(class_weight, curriculum.codebook.node_label_, source.labels)
+    read_batch = _graph_reader(curriculum, source) or _numpy_reader(curriculum, source)
+    x_shape = (None, *source.sample_shape)
+    regular = None if regular_dataset is None else _regular_batches(regular_dataset, x_shape)
     share = _all_shares if input_context is None else _replica_shares(input_context)
+    mosaic_steps = curriculum.mosaic_steps
+    size = curriculum.mosaic_batch_size
+    mosaic_rows = tf.constant(curriculum.mosaic_rows)
+    mosaic_weights = tf.constant(curriculum.mosaic_weights)
+    _check_workers_agree(model, curriculum, input_context)
 
-    def lookup(rows, weights, mosaic):
-        batch_x, batch_y = read_batch(rows, mosaic)
-        batch_x.set_shape(x_shape)
-        batch_y.set_shape([None])
+    def with_weights(x, y, weights):
+        if weight_table is not None:
+            weights = weights * tf.gather(weight_table, y)
+        return x, y, weights
+
+    def mosaic_batch(step):
+        rows = mosaic_rows[step * size : (step + 1) * size]
+        x, y = read_batch(rows, True)
+        return with_weights(x, y, mosaic_weights[step * size : (step + 1) * size])
+
+    def regular_batch(step):
+        x, y = read_batch(regular_rows(curriculum, step), False)
         if augment is not None:
-            batch_x, batch_y = tf.cond(
-                mosaic,
-                lambda: (batch_x, batch_y),
-                lambda: _augmented(augment, batch_x, batch_y),
-            )
-        return batch_x, batch_y, weights
+            x, y = _augmented(augment, x, y)
+        return with_weights(x, y, tf.ones_like(y, tf.float32))
 
-    def epoch(_):
-        # The plan arrives already without the batches a resume skips: a count fed
-        # straight from a numpy_function into `Dataset.skip` crashes TensorFlow 2.21.
-        rows, weights, batch_size, skip, mosaic, from_plan = tf.numpy_function(
-            annealing.feed,
-            [],
-            [tf.int64, tf.float32, tf.int64, tf.int64, tf.bool, tf.bool],
-            stateful=True,
-            name="annealing_plan",
+    def window(_):
+        # Read when an iterator starts (each epoch of `fit`), after callbacks such as
+        # BackupAndRestore have restored the optimizer.
+        start = tf.numpy_function(
+            _start_reader(optimizer, curriculum.digest), [], tf.int64, stateful=True
         )
-        rows.set_shape([None])
-        weights.set_shape([None])
-        for scalar in (batch_size, skip, mosaic, from_plan):
-            scalar.set_shape([])
-        batches = share(tf.data.Dataset.from_tensor_slices((rows, weights)).batch(batch_size))
-        batches = batches.map(
-            lambda r, w: lookup(r, w, mosaic),
-            num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True,
-        )
+        start.set_shape([])
+        mosaic = tf.data.Dataset.range(tf.minimum(start, mosaic_steps), mosaic_steps)
+        mosaic = mosaic.map(mosaic_batch, num_parallel_calls=tf.data.AUTOTUNE)
+        first_regular = tf.maximum(start, mosaic_steps)
         if regular is None:
-            return batches
-        # The regular phase comes from the user's own pipeline instead of the plan.
-        none, every = tf.constant(0, tf.int64), tf.constant(-1, tf.int64)
-        planned = batches.take(tf.where(from_plan, every, none))
-        own = share(regular.skip(tf.where(from_plan, none, skip)))
-        return planned.concatenate(own.take(tf.where(from_plan, none, every)))
+            steps = tf.data.Dataset.range(first_regular, tf.int64.max)
+            own = steps.map(regular_batch, num_parallel_calls=tf.data.AUTOTUNE)
+        else:
+            skip = (first_regular - mosaic_steps) % regular.cardinality()
+            own = regular.repeat().skip(skip).map(with_weights)
+        return mosaic.concatenate(own).take(steps_per_epoch)
 
     try:
-        dataset = tf.data.Dataset.range(1).flat_map(epoch)
+        dataset = tf.data.Dataset.range(1).flat_map(window)
     except Exception as error:
         # Autograph wraps errors raised while tracing; report the user's own one.
         cause = error
@@ -143,8 +146,9 @@ def mosaic_dataset(
         if cause is None:
             raise
         raise TypeError(str(cause)) from cause.__cause__
-    # Under tf.distribute every worker computes the same plan and takes its share of
-    # each batch (sharding by files would fail and fall back to this with a warning).
+    dataset = share(dataset.apply(tf.data.experimental.assert_cardinality(steps_per_epoch)))
+    # Under tf.distribute every worker computes the same batches and takes its share
+    # of each (sharding by files would fail and fall back to this with a warning).
     # With an input context the shares are taken here already.
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = (
@@ -153,6 +157,101 @@ def mosaic_dataset(
         else tf.data.experimental.AutoShardPolicy.OFF
     )
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def regular_rows(curriculum, step):
+    """The sample rows of regular step `step`: positions in shuffled passes over N.
+
+    Pass `p` is the stateless permutation `index_shuffle(·, [seed, p])` of the samples;
+    the passes follow each other without a gap, so every batch is full.
+    """
+    n_samples = curriculum.source.n_samples
+    batch = curriculum.batch_size
+    first = (tf.cast(step, tf.int64) - curriculum.mosaic_steps) * batch
+    positions = first + tf.range(batch, dtype=tf.int64)
+    passes = positions // n_samples
+    seed = tf.fill([batch], tf.constant(curriculum.seed, tf.int64))
+    # The raw op: `tf.random.experimental.index_shuffle` pads a matrix of seeds along
+    # the wrong axis (TensorFlow 2.21), and a batch can span two passes.
+    return tf.raw_ops.RandomIndexShuffle(
+        index=positions % n_samples,
+        seed=tf.stack([seed, passes, tf.zeros_like(passes)], axis=1),
+        max_index=tf.fill([batch], tf.constant(n_samples - 1, tf.int64)),
+        rounds=4,
+    )
+
+
+_OTHER_CURRICULUM = (
+    "This stream is of a curriculum (digest {}) other than the one the model's AGD "
+    "optimizer was made with or resumed from (digest {}): it would train on other batches "
+    "than the saved run. Build the curriculum with the same data, codebook, schedule, "
+    "batch sizes, mode, steps_per_level and seed, or start a new run."
+)
+
+
+def _optimizer_of(model):
+    optimizer = getattr(model, "optimizer", model)
+    if optimizer is None or not hasattr(optimizer, "iterations"):
+        raise TypeError(
+            "`model` must be a compiled keras.Model (or a Keras optimizer): the stream "
+            "starts at its optimizer's step. Call `model.compile(optimizer=keras_agd.AGD("
+            f"curriculum, ...))` first. Received: model={model!r}"
+        )
+    return optimizer
+
+
+def _curriculum_identity(optimizer):
+    """`(digest, digest variable)` of the AGD optimizer in the chain, else `None`."""
+    while optimizer is not None:
+        identity = getattr(optimizer, "curriculum_identity", None)
+        if identity is not None:
+            return identity["digest"], optimizer.curriculum_digest
+        optimizer = getattr(optimizer, "inner_optimizer", None)
+    return None
+
+
+def _start_reader(optimizer, digest):
+    identity = _curriculum_identity(optimizer)
+
+    def start():
+        if identity is not None:
+            restored = int(identity[1].numpy())
+            if restored != digest:  # A backup of another curriculum's run.
+                raise ValueError(_OTHER_CURRICULUM.format(digest, restored))
+        return np.int64(optimizer.iterations.numpy())
+
+    return start
+
+
+def _check_workers_agree(model, curriculum, input_context):
+    """On several workers, refuses workers whose curricula differ (one collective)."""
+    strategy = getattr(model, "distribute_strategy", None)
+    if strategy is None or input_context is not None or multi_worker.worker_count(strategy) < 2:
+        return
+    _collective.check_workers_agree(
+        strategy, "the curriculum", {"digest": curriculum.digest, "seed": curriculum.seed}
+    )
+
+
+def _class_weights(class_weight, node_labels, labels):
+    """A float32 table from class to weight, or `None`."""
+    if class_weight is None:
+        return None
+    if not isinstance(class_weight, dict):
+        raise TypeError(
+            "`class_weight` must be a dict from class index to weight. "
+            f"Received: class_weight={class_weight!r}"
+        )
+    classes = int(max(labels.max(), node_labels.max())) + 1
+    table = np.ones(classes, np.float32)
+    for key, value in class_weight.items():
+        if not (_validation.is_integer(key) and 0 <= key < classes):
+            raise ValueError(
+                f"`class_weight` keys must be class indices in [0, {classes}). "
+                f"Received key: {key!r}"
+            )
+        table[int(key)] = _validation.check_number(f"class_weight[{key}]", value, 0)
+    return tf.constant(table)
 
 
 def _all_shares(batches):
@@ -179,16 +278,14 @@ def _replica_shares(context):
     return lambda batches: batches.flat_map(slices)
 
 
-def _numpy_reader(codebook, source):
-    """rows of an epoch plan, mosaic flag -> (float32 inputs, int64 labels), in NumPy."""
+def _numpy_reader(curriculum, source):
+    """rows -> (float32 inputs, int64 labels), read with NumPy."""
     n_samples = source.n_samples
-    codewords = codebook.codewords_.reshape((-1, *source.sample_shape))
-    node_labels = codebook.node_label_.astype(np.int64)
+    codewords = curriculum.codebook.codewords_.reshape((-1, *source.sample_shape))
+    node_labels = curriculum.codebook.node_label_.astype(np.int64)
     labels = source.labels
 
     def read_batch(rows):
-        if len(rows) and rows.min() < 0:
-            raise ValueError(NOT_FED)
         is_codeword = rows >= n_samples
         if not is_codeword.any():  # The regular phase: one read, one cast.
             return source.read(rows).astype(np.float32), labels[rows]
@@ -203,10 +300,13 @@ def _numpy_reader(codebook, source):
             y[~is_codeword] = labels[samples]
         return x, y
 
-    def read(rows, _mosaic):  # Codewords are told apart by their row numbers.
-        return tf.numpy_function(
+    def read(rows, _mosaic):
+        x, y = tf.numpy_function(
             read_batch, [rows], [tf.float32, tf.int64], stateful=False, name="read_batch"
         )
+        x.set_shape((None, *source.sample_shape))
+        y.set_shape([None])
+        return x, y
 
     return read
 
@@ -217,7 +317,7 @@ def _numpy_reader(codebook, source):
 IN_GRAPH_BYTES = 256 << 20
 
 
-def _graph_reader(codebook, source):
+def _graph_reader(curriculum, source):
     """A TensorFlow function: rows -> (float32 inputs, int64 labels), or `None`.
 
     Only for a NumPy array in memory of at most `IN_GRAPH_BYTES`, held as constants
@@ -228,6 +328,7 @@ def _graph_reader(codebook, source):
         return None
     n_samples = source.n_samples
     samples = tf.constant(array)
+    codebook = curriculum.codebook
     codewords = tf.constant(
         codebook.codewords_.reshape((-1, *source.sample_shape)).astype(np.float32)
     )
@@ -235,24 +336,19 @@ def _graph_reader(codebook, source):
     node_labels = tf.constant(codebook.node_label_.astype(np.int64))
 
     def read_batch(rows, mosaic):
-        fed = tf.debugging.assert_non_negative(rows, message=NOT_FED)
-        with tf.control_dependencies([fed]):  # No gather may run before the check.
-            rows = tf.identity(rows)
+        if not mosaic:  # Regular batches hold no codeword: one gather.
+            return tf.cast(tf.gather(samples, rows), tf.float32), tf.gather(labels, rows)
+        is_codeword = rows >= n_samples
         sample_rows = tf.minimum(rows, n_samples - 1)
-        x = tf.cast(tf.gather(samples, sample_rows), tf.float32)
-        y = tf.gather(labels, sample_rows)
-
-        def with_codewords():
-            is_codeword = rows >= n_samples
-            node_rows = tf.maximum(rows - n_samples, 0)
-            mask = tf.reshape(is_codeword, [-1] + [1] * len(source.sample_shape))
-            return (
-                tf.where(mask, tf.gather(codewords, node_rows), x),
-                tf.where(is_codeword, tf.gather(node_labels, node_rows), y),
-            )
-
-        # Regular epochs hold no codeword: one gather, not two.
-        return tf.cond(mosaic, with_codewords, lambda: (x, y))
+        node_rows = tf.maximum(rows - n_samples, 0)
+        mask = tf.reshape(is_codeword, [-1] + [1] * len(source.sample_shape))
+        x = tf.where(
+            mask,
+            tf.gather(codewords, node_rows),
+            tf.cast(tf.gather(samples, sample_rows), "float32"),
+        )
+        y = tf.where(is_codeword, tf.gather(node_labels, node_rows), tf.gather(labels, sample_rows))
+        return x, y
 
     return read_batch
 

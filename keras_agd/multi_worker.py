@@ -1,9 +1,8 @@
 """Training on several machines with `tf.distribute.MultiWorkerMirroredStrategy`.
 
-Every worker runs the same script: it builds the same `Annealing` callback, computes
-the same plan for each epoch (seeded by `seed` and the annealing step) and reads its
-share of every batch (`mosaic_dataset` shards by data). Four helpers cover what
-differs from one machine:
+Every worker runs the same script: it builds the same `Curriculum`, so every worker
+computes the same batch for the same step, and reads its share of every batch (the
+curriculum's stream shards by data). Four helpers cover what differs from one machine:
 
 - `prepare_model`: makes Keras' `fit` run with more than one worker.
 - `shared_codebook`: the chief builds the codebook once; the others load and verify it.
@@ -88,7 +87,7 @@ def prepare_model(model):
 
     >>> with strategy.scope():
     ...     model = make_model()
-    ...     model.compile(optimizer=keras_agd.AGD(0.05), loss=...)
+    ...     model.compile(optimizer=keras_agd.AGD(curriculum, 0.05), loss=...)
     >>> keras_agd.multi_worker.prepare_model(model)
     """
     if not isinstance(model, keras.Model):
@@ -137,12 +136,7 @@ def shared_codebook(path, x, y=None, *, build, strategy=None, timeout=600.0):
         raise TypeError(f"`build` must be a function. Received: build={build!r}")
     timeout = _validation.check_number("timeout", timeout, 0)
     if is_chief(strategy) and not os.path.exists(path):
-        codebook = build()
-        if not isinstance(codebook, HierarchicalCodebook):
-            raise TypeError(
-                "`build` must return a fitted keras_agd.HierarchicalCodebook. "
-                f"Received: {type(codebook).__name__}"
-            )
+        codebook = _validation.check_fitted_codebook("build()", build())
         codebook.save(path)
     deadline = time.monotonic() + timeout
     while not os.path.exists(path):
@@ -199,7 +193,8 @@ def backup_and_restore(backup_dir, save_freq="epoch", double_checkpoint=True):
     workers sharing `backup_dir` they would write the same files at once. This one
     writes from the chief only (found from the strategy of `fit`), and every worker
     restores from the same files when the job restarts, after the chief has, so that
-    all resume at the same epoch, weights and annealing state. `double_checkpoint=True`
+    all resume at the same epoch, weights and step (hence the same place in the
+    curriculum). `double_checkpoint=True`
     keeps the previous backup, which Keras restores when the latest one is unreadable
     (a chief killed while writing it). With one worker it is Keras' callback.
 
@@ -215,7 +210,7 @@ def backup_and_restore(backup_dir, save_freq="epoch", double_checkpoint=True):
     Example:
 
     >>> backup = keras_agd.multi_worker.backup_and_restore("/shared/backup")
-    >>> model.fit(train, epochs=9, callbacks=[annealing, backup])
+    >>> model.fit(curriculum.dataset(model), epochs=9, callbacks=[backup])
     """
     return _ChiefBackupAndRestore(
         backup_dir, save_freq=save_freq, double_checkpoint=double_checkpoint

@@ -1,20 +1,19 @@
-"""Annealing schedules: the quantization error ε of each AGD epoch (Pan & Jiang, section 5)."""
+"""Annealing schedules: the quantization error ε of each AGD mosaic level (Pan & Jiang, §5)."""
 
 import keras
 from keras import ops
 
 from keras_agd import _validation
-from keras_agd.codebook import HierarchicalCodebook
 
 _register = keras.saving.register_keras_serializable(package="keras_agd")
 
 
 @_register
 class AnnealingSchedule:
-    """Base class of annealing schedules: maps the annealing step (the epoch) to ε.
+    """Base class of annealing schedules: maps the mosaic level (0, 1, ...) to ε.
 
     A schedule returns the quantization error that selects the codebook frontier of
-    each epoch. Once it returns `0.0`, training uses the real samples (the regular
+    each level. Once it returns `0.0`, training uses the real samples (the regular
     phase). Subclasses implement `__call__(step)` with `keras.ops` (no Python
     branching on tensors) and `get_config()`.
 
@@ -58,7 +57,7 @@ class ExponentialAnnealing(AnnealingSchedule):
     `final_epsilon` is the point where training switches to the real samples.
 
     Args:
-        initial_epsilon: ε of the first epoch, > 0.
+        initial_epsilon: ε of the first level, > 0.
         decay_rate: Factor in (0, 1]. The paper uses `0.999`.
         final_epsilon: Floor below which ε becomes 0. Defaults to `0.0`.
         name: Defaults to `"ExponentialAnnealing"`.
@@ -104,8 +103,8 @@ class LinearAnnealing(AnnealingSchedule):
     ```
 
     Args:
-        initial_epsilon: ε of the first epoch, > 0.
-        delta: Decrease per epoch, > 0. The paper uses 1.0, 0.9 or 0.8 (Switchboard).
+        initial_epsilon: ε of the first level, > 0.
+        delta: Decrease per level, > 0. The paper uses 1.0, 0.9 or 0.8 (Switchboard).
         final_epsilon: Floor at which annealing ends and ε becomes 0.
         name: Defaults to `"LinearAnnealing"`.
 
@@ -135,17 +134,17 @@ class LinearAnnealing(AnnealingSchedule):
         }
 
 
-def from_codebook(codebook, mosaic_epochs, kind="exponential"):
-    """A schedule that anneals through a codebook's levels in `mosaic_epochs` epochs.
+def from_codebook(codebook, levels, kind="exponential"):
+    """A schedule that anneals through a codebook's tree in `levels` mosaic levels.
 
     It starts at the mean quantization error of level 1 (as the paper starts from
     "the average quantization error in the first layer of the codebook") and ends at
-    the error of the deepest level that still covers half of the samples; epoch
-    `mosaic_epochs` is the first one on the real samples.
+    the error of the deepest tree level that still covers half of the samples; mosaic
+    level `levels` is the first one on the real samples.
 
     Args:
         codebook: A fitted `HierarchicalCodebook`.
-        mosaic_epochs: Number of epochs on codewords, >= 1.
+        levels: Number of mosaic levels (values of ε > 0), >= 1.
         kind: `"exponential"` or `"linear"`. Defaults to `"exponential"`.
 
     Returns:
@@ -153,25 +152,21 @@ def from_codebook(codebook, mosaic_epochs, kind="exponential"):
 
     Example:
 
-    >>> schedule = keras_agd.schedules.from_codebook(codebook, mosaic_epochs=10)
+    >>> schedule = keras_agd.schedules.from_codebook(codebook, levels=10)
     """
-    if not (isinstance(codebook, HierarchicalCodebook) and hasattr(codebook, "sample_node_")):
-        raise TypeError(
-            "`codebook` must be a fitted keras_agd.HierarchicalCodebook. "
-            f"Received: codebook={codebook!r}"
-        )
-    mosaic_epochs = _validation.check_integer("mosaic_epochs", mosaic_epochs, 1)
+    _validation.check_fitted_codebook("codebook", codebook)
+    levels = _validation.check_integer("levels", levels, 1)
     if kind not in ("exponential", "linear"):
         raise ValueError(f"`kind` must be 'exponential' or 'linear'. Received: kind={kind!r}")
-    levels = codebook.level_summary()
-    if len(levels) < 2:
+    tree = codebook.level_summary()
+    if len(tree) < 2:
         raise ValueError(
             "`codebook` has a single level (no node was split), so there is nothing to "
             "anneal: refit it with a larger `max_depth` or on data with more than one "
             "distinct sample per class."
         )
     half = len(codebook.sample_node_) / 2
-    start = levels[1]["mean_error"]
+    start = tree[1]["mean_error"]
     if not start > 0:
         raise ValueError(
             "The codebook's level 1 has a mean error of 0 (its classes hold identical "
@@ -179,15 +174,15 @@ def from_codebook(codebook, mosaic_epochs, kind="exponential"):
         )
     # A level of error 0 is the samples themselves: annealing ends above it.
     end = min(
-        (row["mean_error"] for row in levels[1:] if row["samples"] >= half and row["mean_error"]),
+        (row["mean_error"] for row in tree[1:] if row["samples"] >= half and row["mean_error"]),
         default=start,
     )
     end = min(end, start * (1 - 1e-6))  # A one-level codebook still gets a decreasing schedule.
-    # Aim half an epoch past the floor so rounding cannot add or drop a mosaic epoch.
+    # Aim half a level past the floor so rounding cannot add or drop a mosaic level.
     if kind == "exponential":
-        rate = (end / start) ** (1.0 / (mosaic_epochs - 0.5))
+        rate = (end / start) ** (1.0 / (levels - 0.5))
         return ExponentialAnnealing(start, rate, final_epsilon=end)
-    return LinearAnnealing(start, (start - end) / (mosaic_epochs - 0.5), final_epsilon=end)
+    return LinearAnnealing(start, (start - end) / (levels - 0.5), final_epsilon=end)
 
 
 def _check_epsilons(initial_epsilon, final_epsilon):

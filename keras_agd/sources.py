@@ -42,6 +42,13 @@ class Source:
                 "read by index: pass it as `regular_dataset=` for the regular phase, and "
                 "the same samples as a random-access `x`."
             )
+        if isinstance(x, dict):
+            raise TypeError(
+                "`x` must be one array of samples: a codebook averages samples of one input "
+                "into codewords, so dict or multi-input data is not supported. Received a "
+                f"dict with keys {sorted(map(str, x))}. For tfds records that are dicts, "
+                "pass the data source with `x_key=` and `y_key=`."
+            )
         self._x = x
         self._x_key = x_key
         self._y_key = y_key
@@ -67,16 +74,16 @@ class Source:
             self.n_samples = len(x)
             if self.n_samples == 0:
                 raise ValueError("`x` must hold at least one sample. Received: len(x)=0")
+            record = x[0]
             try:
-                first = self._input(x[0])
+                first = self._input(record)
             except (KeyError, IndexError, TypeError) as error:
                 raise ValueError(
                     f"`x_key` must name the input in each record of `x`. Received: "
-                    f"x_key={x_key!r}, a first record of type {type(x[0]).__name__} ({error!r})"
+                    f"x_key={x_key!r}, a first record of type {type(record).__name__} ({error!r})"
                 ) from error
         first = np.asarray(first)
-        if not (np.issubdtype(first.dtype, np.integer) or np.issubdtype(first.dtype, np.floating)):
-            raise ValueError(f"`x` must hold integers or floats. Received dtype: {first.dtype}")
+        _check_feature_dtype(first.dtype)
         self.sample_shape = tuple(first.shape)
         if 0 in self.sample_shape:
             raise ValueError(
@@ -164,7 +171,9 @@ class Source:
             else:
                 records = [self._x[i] for i in indices]
             key = self._y_key if self._y_key is not None else 1
-            labels[start:stop] = [int(np.asarray(record[key])) for record in records]
+            labels[start:stop] = [
+                _record_label(record[key], start + i) for i, record in enumerate(records)
+            ]
         return _check_labels(labels, self.n_samples)
 
     def _records_are_pairs(self):
@@ -190,6 +199,37 @@ def as_source(x, y=None, x_key=None, y_key=None):
     return Source(x, y, x_key=x_key, y_key=y_key)
 
 
+def _check_feature_dtype(dtype):
+    """Features are quantities that averaging keeps meaning: floats, or small integers.
+
+    Integers of more than 16 bits are most often ids (token ids for an `Embedding`,
+    category codes), whose averages mean nothing; pixels and audio samples are 8 or
+    16 bits.
+    """
+    if np.issubdtype(dtype, np.floating):
+        return
+    if np.issubdtype(dtype, np.integer) and dtype.itemsize <= 2:
+        return
+    if np.issubdtype(dtype, np.integer):
+        raise ValueError(
+            f"`x` holds {dtype} values: AGD averages samples into codewords, which means "
+            "nothing for ids (e.g. token ids for an Embedding layer, category codes). If "
+            "the values are quantities (pixels, measurements), cast `x` to float32 "
+            f"(or uint8). Received dtype: {dtype}"
+        )
+    raise ValueError(f"`x` must hold integers or floats. Received dtype: {dtype}")
+
+
+def _record_label(value, index):
+    value = np.asarray(value)
+    if value.shape != () or not np.issubdtype(value.dtype, np.integer):
+        raise ValueError(
+            "Labels read with `y_key` must be integer class indices, one per record. "
+            f"Record {index} has a label of dtype {value.dtype} and shape {value.shape}."
+        )
+    return int(value)
+
+
 def _check_labels(y, n_samples):
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
@@ -201,10 +241,12 @@ def _check_labels(y, n_samples):
         raise ValueError(
             f"`x` and `y` must have the same length. Received: {n_samples} and {len(y)}"
         )
-    if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
-        y = y.astype(np.int64)
     if not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"`y` must hold integer class labels. Received dtype: {y.dtype}")
+        raise ValueError(
+            "`y` must hold integer class labels (the codebook clusters each class on its own, "
+            "so AGD is for classification, not regression). If the values are class "
+            f"indices, pass `y.astype('int64')`. Received dtype: {y.dtype}"
+        )
     if len(y) and y.min() < 0:
         raise ValueError(f"`y` must hold non-negative class labels. Received: min(y)={y.min()}")
     return y.astype(np.int64)
