@@ -117,18 +117,6 @@ def check_optimizer(name, value):
     return value
 
 
-def check_fitted_codebook(name, value):
-    """Raises `TypeError` unless `value` is a fitted `keras_agd.HierarchicalCodebook`."""
-    from keras_agd.codebook import HierarchicalCodebook
-
-    if not (isinstance(value, HierarchicalCodebook) and hasattr(value, "sample_node_")):
-        raise TypeError(
-            f"`{name}` must be a fitted keras_agd.HierarchicalCodebook (call `.fit(x, y)` or "
-            f"`HierarchicalCodebook.load(path)`). Received: {name}={value!r}"
-        )
-    return value
-
-
 def check_random_state(name, value):
     """A `np.random.SeedSequence` from what scikit-learn takes as a `random_state`.
 

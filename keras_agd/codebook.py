@@ -421,6 +421,16 @@ class HierarchicalCodebook(BaseEstimator):
         self.n_levels_ = int(self.node_level_.max()) + 1
 
 
+def check_fitted(name, value):
+    """`value` if it is a fitted `HierarchicalCodebook`, else a `TypeError` naming `name`."""
+    if not (isinstance(value, HierarchicalCodebook) and hasattr(value, "sample_node_")):
+        raise TypeError(
+            f"`{name}` must be a fitted keras_agd.HierarchicalCodebook (call `.fit(x, y)` or "
+            f"`HierarchicalCodebook.load(path)`). Received: {name}={value!r}"
+        )
+    return value
+
+
 def _subsample(members, budget, rng):
     """Per class, the sorted samples its tree is fit on: all, or a share of `budget`."""
     n_samples = sum(len(ids) for ids in members)

@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_agd import _validation
 from keras_agd.codebook import HierarchicalCodebook
@@ -209,8 +210,6 @@ class Curriculum:
         if step < self.mosaic_steps:
             batch = slice(step * self.mosaic_batch_size, (step + 1) * self.mosaic_batch_size)
             return self._rows[batch].copy(), self._weights[batch].copy()
-        from keras_agd.mosaic_dataset import regular_rows  # TensorFlow's stateless shuffle.
-
         rows = regular_rows(self, step).numpy()
         return rows, np.ones(len(rows), np.float32)
 
@@ -348,6 +347,29 @@ class Curriculum:
                 f"ε={previous} at level {index - 1}: ε must never increase."
             )
         return epsilon
+
+
+def regular_rows(curriculum, step):
+    """The sample rows of regular step `step`, a tensor: positions in shuffled passes.
+
+    Pass `p` over the N samples is TensorFlow's stateless permutation of `(seed, p)`,
+    the same in the plan and in the tf.data stream (which calls this in its graph);
+    the passes follow each other without a gap, so every batch is full.
+    """
+    n_samples = curriculum.source.n_samples
+    batch = curriculum.batch_size
+    first = (tf.cast(step, tf.int64) - curriculum.mosaic_steps) * batch
+    positions = first + tf.range(batch, dtype=tf.int64)
+    passes = positions // n_samples
+    seed = tf.fill([batch], tf.constant(curriculum.seed, tf.int64))
+    # The raw op: `tf.random.experimental.index_shuffle` pads a matrix of seeds along
+    # the wrong axis (TensorFlow 2.21), and a batch can span two passes.
+    return tf.raw_ops.RandomIndexShuffle(
+        index=positions % n_samples,
+        seed=tf.stack([seed, passes, tf.zeros_like(passes)], axis=1),
+        max_index=tf.fill([batch], tf.constant(n_samples - 1, tf.int64)),
+        rounds=4,
+    )
 
 
 def _fitted_codebook(codebook, source, seed):

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_agd import _collective, _validation, multi_worker
-from keras_agd.curriculum import Curriculum
+from keras_agd.curriculum import Curriculum, regular_rows
 
 
 def mosaic_dataset(
@@ -157,28 +157,6 @@ def mosaic_dataset(
         else tf.data.experimental.AutoShardPolicy.OFF
     )
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
-
-
-def regular_rows(curriculum, step):
-    """The sample rows of regular step `step`: positions in shuffled passes over N.
-
-    Pass `p` is the stateless permutation `index_shuffle(·, [seed, p])` of the samples;
-    the passes follow each other without a gap, so every batch is full.
-    """
-    n_samples = curriculum.source.n_samples
-    batch = curriculum.batch_size
-    first = (tf.cast(step, tf.int64) - curriculum.mosaic_steps) * batch
-    positions = first + tf.range(batch, dtype=tf.int64)
-    passes = positions // n_samples
-    seed = tf.fill([batch], tf.constant(curriculum.seed, tf.int64))
-    # The raw op: `tf.random.experimental.index_shuffle` pads a matrix of seeds along
-    # the wrong axis (TensorFlow 2.21), and a batch can span two passes.
-    return tf.raw_ops.RandomIndexShuffle(
-        index=positions % n_samples,
-        seed=tf.stack([seed, passes, tf.zeros_like(passes)], axis=1),
-        max_index=tf.fill([batch], tf.constant(n_samples - 1, tf.int64)),
-        rounds=4,
-    )
 
 
 _OTHER_CURRICULUM = (

@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 
 from keras_agd import _collective, _keras_adapter, _validation
-from keras_agd.codebook import HierarchicalCodebook
+from keras_agd.codebook import HierarchicalCodebook, check_fitted
 
 
 def worker_count(strategy=None):
@@ -136,7 +136,7 @@ def shared_codebook(path, x, y=None, *, build, strategy=None, timeout=600.0):
         raise TypeError(f"`build` must be a function. Received: build={build!r}")
     timeout = _validation.check_number("timeout", timeout, 0)
     if is_chief(strategy) and not os.path.exists(path):
-        codebook = _validation.check_fitted_codebook("build()", build())
+        codebook = check_fitted("build()", build())
         codebook.save(path)
     deadline = time.monotonic() + timeout
     while not os.path.exists(path):

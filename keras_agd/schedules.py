@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_agd import _validation
+from keras_agd.codebook import check_fitted
 
 _register = keras.saving.register_keras_serializable(package="keras_agd")
 
@@ -154,7 +155,7 @@ def from_codebook(codebook, levels, kind="exponential"):
 
     >>> schedule = keras_agd.schedules.from_codebook(codebook, levels=10)
     """
-    _validation.check_fitted_codebook("codebook", codebook)
+    check_fitted("codebook", codebook)
     levels = _validation.check_integer("levels", levels, 1)
     if kind not in ("exponential", "linear"):
         raise ValueError(f"`kind` must be 'exponential' or 'linear'. Received: kind={kind!r}")
