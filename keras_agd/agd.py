@@ -108,7 +108,7 @@ class AGD(WrapperOptimizer):
     >>> curriculum = keras_agd.Curriculum(x_train, y_train, schedule=6)
     >>> model.compile(optimizer=keras_agd.AGD(curriculum, learning_rate=0.1, momentum=0.9),
     ...               loss="sparse_categorical_crossentropy")
-    >>> model.fit(curriculum.dataset(model), epochs=9)
+    >>> model.fit(curriculum.dataset(model), epochs=3)
 
     Reference:
         H. Pan and H. Jiang, "Annealed Gradient Descent for Deep Learning", UAI 2015.
@@ -217,9 +217,13 @@ class AGD(WrapperOptimizer):
             )
         super().finalize_variable_values(var_list)
 
+    def learning_rate_at(self, step):
+        """The learning rate of global step `step` (a function of the step alone)."""
+        return _PhaseLearningRate(self)(step)
+
     @property
     def learning_rate(self):
-        return _PhaseLearningRate(self)(self.iterations)
+        return self.learning_rate_at(self.iterations)
 
     @learning_rate.setter
     def learning_rate(self, value):

@@ -25,7 +25,7 @@ class CurriculumLogger(keras.callbacks.Callback):
 
     Example:
 
-    >>> history = model.fit(curriculum.dataset(model), epochs=9,
+    >>> history = model.fit(curriculum.dataset(model), epochs=3,
     ...                     callbacks=[keras_agd.CurriculumLogger()])
     >>> history.history["epsilon"]
     """

@@ -115,7 +115,7 @@ class Curriculum:
     >>> curriculum = keras_agd.Curriculum(x_train, y_train, schedule=6)
     >>> model.compile(optimizer=keras_agd.AGD(curriculum, learning_rate=0.05, momentum=0.9),
     ...               loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    >>> model.fit(curriculum.dataset(model), epochs=9, validation_data=(x_test, y_test))
+    >>> model.fit(curriculum.dataset(model), epochs=3, validation_data=(x_test, y_test))
     """
 
     def __init__(
@@ -241,6 +241,41 @@ class Curriculum:
             "mosaic_steps": self.mosaic_steps,
             "steps_per_epoch": self.steps_per_epoch,
         }
+
+    @classmethod
+    def from_config(cls, config, x, y=None, codebook=None, **source_keys):
+        """Rebuilds the curriculum of `config` on the same data (and codebook).
+
+        Args:
+            config: A dict from `get_config()` (e.g. `model.optimizer.curriculum_identity`).
+            x: The training samples the curriculum was made on.
+            y: Their labels, as for the constructor. Defaults to `None`.
+            codebook: The same codebook (fitted), or `None` to fit it again with its
+                seed (the same codebook only if it was made that way). Defaults to `None`.
+            **source_keys: `x_key` / `y_key`, as for the constructor.
+
+        Returns:
+            A `Curriculum` whose `digest` is `config["digest"]`, else a `ValueError`.
+        """
+        curriculum = cls(
+            x,
+            y,
+            schedule=keras.saving.deserialize_keras_object(config["schedule"]),
+            codebook=codebook,
+            batch_size=config["batch_size"],
+            mosaic_batch_size=config["mosaic_batch_size"],
+            mode=config["mode"],
+            criterion=config["criterion"],
+            steps_per_level=config["steps_per_level"],
+            seed=config["seed"],
+            **source_keys,
+        )
+        if curriculum.digest != config["digest"]:
+            raise ValueError(
+                f"The rebuilt curriculum has digest {curriculum.digest}, not "
+                f"{config['digest']}: the data or codebook differ from the ones it was made on."
+            )
+        return curriculum
 
     def __repr__(self):
         return (
@@ -390,7 +425,9 @@ def _schedule(schedule, codebook):
     if isinstance(schedule, AnnealingSchedule):
         return schedule
     if _validation.is_integer(schedule):
-        return from_codebook(codebook, schedule)
+        return from_codebook(
+            codebook, _validation.check_integer("schedule", schedule, 1, MAX_LEVELS)
+        )
     raise TypeError(
         "`schedule` must be a keras_agd.schedules.AnnealingSchedule or the number of mosaic "
         f"levels (an integer >= 1). Received: schedule={schedule!r}"

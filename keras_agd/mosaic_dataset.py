@@ -70,16 +70,13 @@ def mosaic_dataset(
     Example:
 
     >>> train = keras_agd.mosaic_dataset(curriculum, model)  # or curriculum.dataset(model)
-    >>> model.fit(train, epochs=9, validation_data=(x_test, y_test))
+    >>> model.fit(train, epochs=3, validation_data=(x_test, y_test))
     """
     if not isinstance(curriculum, Curriculum):
         raise TypeError(
             f"`curriculum` must be a keras_agd.Curriculum. Received: curriculum={curriculum!r}"
         )
     optimizer = _optimizer_of(model)
-    identity = _curriculum_identity(optimizer)
-    if identity is not None and identity[0] != curriculum.digest:
-        raise ValueError(_OTHER_CURRICULUM.format(curriculum.digest, identity[0]))
     if steps_per_epoch is None:
         steps_per_epoch = curriculum.steps_per_epoch
     steps_per_epoch = _validation.check_integer("steps_per_epoch", steps_per_epoch, 1, 1 << 40)
@@ -100,7 +97,12 @@ def mosaic_dataset(
     size = curriculum.mosaic_batch_size
     mosaic_rows = tf.constant(curriculum.mosaic_rows)
     mosaic_weights = tf.constant(curriculum.mosaic_weights)
+    # The collective first: a worker that raised before it would leave its peers
+    # waiting in it, and their next collectives would meet this worker's other ones.
     _check_workers_agree(model, curriculum, input_context)
+    identity = _curriculum_identity(optimizer)
+    if identity is not None and identity[0] != curriculum.digest:
+        raise ValueError(_other_curriculum(curriculum.digest, identity[0]))
 
     def with_weights(x, y, weights):
         if weight_table is not None:
@@ -159,12 +161,13 @@ def mosaic_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
-_OTHER_CURRICULUM = (
-    "This stream is of a curriculum (digest {}) other than the one the model's AGD "
-    "optimizer was made with or resumed from (digest {}): it would train on other batches "
-    "than the saved run. Build the curriculum with the same data, codebook, schedule, "
-    "batch sizes, mode, steps_per_level and seed, or start a new run."
-)
+def _other_curriculum(digest, saved):
+    return (
+        f"This stream is of a curriculum (digest {digest}) other than the one the model's AGD "
+        f"optimizer was made with or resumed from (digest {saved}): it would train on other "
+        "batches than the saved run. Build the curriculum with the same data, codebook, "
+        "schedule, batch sizes, mode, steps_per_level and seed, or start a new run."
+    )
 
 
 def _optimizer_of(model):
@@ -195,7 +198,7 @@ def _start_reader(optimizer, digest):
         if identity is not None:
             restored = int(identity[1].numpy())
             if restored != digest:  # A backup of another curriculum's run.
-                raise ValueError(_OTHER_CURRICULUM.format(digest, restored))
+                raise ValueError(_other_curriculum(digest, restored))
         return np.int64(optimizer.iterations.numpy())
 
     return start
@@ -298,11 +301,16 @@ IN_GRAPH_BYTES = 256 << 20
 def _graph_reader(curriculum, source):
     """A TensorFlow function: rows -> (float32 inputs, int64 labels), or `None`.
 
-    Only for a NumPy array in memory of at most `IN_GRAPH_BYTES`, held as constants
-    beside the codewords, as `Dataset.from_tensor_slices` would hold it.
+    Only for a NumPy array in memory of at most `IN_GRAPH_BYTES` (float64 counted and
+    held as float32), held as constants beside the codewords, as
+    `Dataset.from_tensor_slices` would hold it.
     """
     array = source.array
-    if not (source.in_memory and array.dtype.kind in "biuf" and array.nbytes <= IN_GRAPH_BYTES):
+    if not (source.in_memory and array.dtype.kind in "biuf"):
+        return None
+    if array.dtype.itemsize > 4:  # Batches are float32 anyway: hold float64 as float32.
+        array = array.astype(np.float32) if array.size * 4 <= IN_GRAPH_BYTES else None
+    if array is None or array.nbytes > IN_GRAPH_BYTES:
         return None
     n_samples = source.n_samples
     samples = tf.constant(array)

@@ -210,7 +210,7 @@ def backup_and_restore(backup_dir, save_freq="epoch", double_checkpoint=True):
     Example:
 
     >>> backup = keras_agd.multi_worker.backup_and_restore("/shared/backup")
-    >>> model.fit(curriculum.dataset(model), epochs=9, callbacks=[backup])
+    >>> model.fit(curriculum.dataset(model), epochs=3, callbacks=[backup])
     """
     return _ChiefBackupAndRestore(
         backup_dir, save_freq=save_freq, double_checkpoint=double_checkpoint

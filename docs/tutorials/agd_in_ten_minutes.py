@@ -18,16 +18,18 @@
 #
 # Annealed gradient descent (AGD, Pan & Jiang, UAI 2015) trains first on the codewords of a
 # k-means codebook of the training set, coarse ones first, then on ever finer codebooks, then
-# on the real samples. In keras-agd that is three pieces around an ordinary `model.fit`:
+# on the real samples. In keras-agd that is three calls around an ordinary `model.fit`:
 #
-# 1. a **codebook**: `keras_agd.HierarchicalCodebook(...).fit(x, y)`;
-# 2. a **schedule** of the quantization error ε per epoch, run by the
-#    `keras_agd.Annealing` callback, which plans each epoch's codewords and samples;
-# 3. `keras_agd.mosaic_dataset` (the `tf.data` pipeline reading that plan) and the
-#    `keras_agd.AGD` optimizer (its learning rate follows the phase).
+# 1. a **curriculum**, `keras_agd.Curriculum(x, y, schedule=...)`: the codebook, the
+#    quantization error ε of each mosaic level, and the batch of every training step,
+#    planned before training;
+# 2. the **optimizer** `keras_agd.AGD(curriculum, ...)`, whose learning rate follows the
+#    step (one rate on codewords, one on samples);
+# 3. the **stream** `curriculum.dataset(model)`, the `tf.data` pipeline that yields the
+#    batches of the steps from the one the optimizer is at.
 #
-# This notebook trains an MLP on MNIST with AGD and, beside it, with plain SGD, plots ε, the
-# phase and the test accuracy against training time, and saves and reloads the codebook.
+# This notebook fits and saves a codebook, plans a curriculum, trains an MLP on MNIST with AGD
+# and, beside it, with plain SGD, plots ε and the test accuracy, and resumes a saved model.
 
 # %%
 # On Colab: install keras-agd from its repository (skipped where it is already installed).
@@ -73,7 +75,8 @@ print(x_train.shape, x_test.shape)
 #
 # One tree per class: level 0 holds the class means, each node is split into `branching`
 # k-means clusters, down to clusters of a few samples. Every node is a codeword with a weight
-# ω, the number of samples it stands for.
+# ω, the number of samples it stands for. `Curriculum` fits one itself when it is not given
+# one; fitting it here shows what it holds and how to cache it.
 
 # %%
 codebook = keras_agd.HierarchicalCodebook(branching=5, random_state=0).fit(x_train, y_train)
@@ -81,8 +84,8 @@ print(codebook.summary())
 
 # %% [markdown]
 # Building it takes seconds, not the hours of the paper. Save it once and load it in the next
-# session: `load` checks the file, and `verify` (also run by `mosaic_dataset`) refuses data
-# other than what the codebook was fit on.
+# session: `load` checks the file, and `verify` (also run by `Curriculum` on a given codebook)
+# refuses data other than what the codebook was fit on.
 
 # %%
 codebook.save("mnist.codebook.npz")
@@ -94,34 +97,57 @@ except ValueError as error:
     print("Refused:", error)
 
 # %% [markdown]
-# ## 2. The schedule
+# ## 2. The curriculum
 #
-# ε falls from epoch to epoch; an epoch trains on the uppermost codewords whose error is below
-# ε (the *frontier*). `schedules.from_codebook` starts at level 1's mean error and reaches the
-# samples after `mosaic_epochs` epochs; after that ε is 0 and training uses the real samples.
+# ε falls from level to level; a level trains on the uppermost codewords whose error is below
+# ε (the *frontier*), at `mosaic_batch_size`. `schedule=n` starts at level 1's mean error and
+# reaches the real samples after `n` levels; after that, training runs shuffled passes over
+# the samples at `batch_size`. A level lasts one pass over its items. The whole plan is fixed
+# here: the batch of every step is a function of the step alone.
 
 # %%
-mosaic_epochs, regular_epochs, sgd_epochs = (3, 2, 3) if SMALL else (6, 3, 5)
-schedule = keras_agd.schedules.from_codebook(codebook, mosaic_epochs=mosaic_epochs)
-for step in range(mosaic_epochs + 1):
-    epsilon = float(schedule(step))
-    print(f"epoch {step}: ε = {epsilon:.3f}, frontier of {codebook.frontier(epsilon).size:,} items")
+mosaic_levels, regular_passes, sgd_epochs = (3, 2, 3) if SMALL else (6, 3, 5)
+curriculum = keras_agd.Curriculum(
+    x_train,
+    y_train,
+    schedule=mosaic_levels,
+    codebook=codebook,
+    batch_size=128,
+    mosaic_batch_size=1024,
+    seed=0,
+)
+print(curriculum)
+for index, level in enumerate(curriculum.levels):
+    print(
+        f"level {index}: ε = {level.epsilon:.3f}, frontier of {level.frontier_size:,} items, "
+        f"steps {level.first_step} to {level.first_step + level.steps - 1}"
+    )
+step = curriculum.mosaic_steps
+print(f"step {step}: ε = {curriculum.epsilon(step)}, {curriculum.phase(step)} phase")
+rows, weights = curriculum.batch(0)
+print(f"the batch of step 0: {len(rows)} rows, mean weight {weights.mean():.3f}")
 
 # %% [markdown]
 # ## 3. Training with AGD
 #
-# The `Annealing` callback is the single writer: at the start of each epoch it takes the next ε,
-# computes the frontier and plans the epoch; `mosaic_dataset` reads that plan; `AGD` reads the
-# phase. Codewords are trained with a larger batch (`mosaic_batch_size`). A small callback
-# records the training time of each epoch (evaluation excluded) so that both methods can be
-# plotted against time.
+# `AGD(curriculum, ...)` uses `mosaic_learning_rate` (by default the same as `learning_rate`)
+# for the first `curriculum.mosaic_steps` steps, then `learning_rate`.
+# `curriculum.dataset(model)` reads the optimizer's step whenever Keras starts an epoch and
+# yields that step's batch and the following ones. A Keras epoch is a window of
+# `steps_per_epoch` steps, by default one pass over the samples, in which the whole mosaic
+# phase would fit. So the mosaic phase gets a `fit` of its own, in five short windows, and a
+# second `fit` continues from the step the first one ended at, one pass per epoch.
+# `keras_agd.CurriculumLogger` adds ε, the phase, the frontier size and the step to the logs.
+# A small callback records the training time of each epoch (evaluation excluded) so that
+# both methods can be plotted against time.
 
 
 # %%
 class TrainingClock(keras.callbacks.Callback):
     """Cumulative training seconds at the end of each epoch, validation excluded."""
 
-    def on_train_begin(self, logs=None):
+    def __init__(self):
+        super().__init__()
         self.seconds, self.total = [], 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -151,38 +177,48 @@ loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 # %%
 keras.utils.set_random_seed(0)
-annealing = keras_agd.Annealing(codebook, schedule, batch_size=128, mosaic_batch_size=1024)
 model = mlp()
 model.compile(
-    optimizer=keras_agd.AGD(learning_rate=0.05, mosaic_learning_rate=0.05, momentum=0.9),
+    optimizer=keras_agd.AGD(curriculum, learning_rate=0.05, momentum=0.9),
     loss=loss,
     metrics=["accuracy"],
     jit_compile=True,
 )
 agd_clock = TrainingClock()
-agd = model.fit(
-    keras_agd.mosaic_dataset(annealing, x_train, y_train),
-    epochs=mosaic_epochs + regular_epochs,
+window = -(-curriculum.mosaic_steps // 5)
+mosaic = model.fit(
+    curriculum.dataset(model, steps_per_epoch=window),
+    epochs=5,
     validation_data=(x_test, y_test),
-    callbacks=[agd_clock, annealing],  # The clock first: it counts the epoch planning.
+    callbacks=[agd_clock, keras_agd.CurriculumLogger()],
     verbose=2,
 )
+regular = model.fit(
+    curriculum.dataset(model),
+    epochs=regular_passes,
+    validation_data=(x_test, y_test),
+    callbacks=[agd_clock, keras_agd.CurriculumLogger()],
+    verbose=2,
+)
+agd = {key: mosaic.history[key] + regular.history[key] for key in mosaic.history}
 
 # %% [markdown]
-# The callback added `epsilon`, `mosaic_phase` (1 on codewords, 0 on samples) and
-# `frontier_size` to the logs. Plain SGD with the same model, rate and momentum:
+# Every batch was full, so the loss and accuracy in the logs are those of the items trained
+# on (in the mosaic phase: codewords, weighted by ω). Keras' warning that `shuffle=True` is
+# ignored is harmless: the curriculum shuffles every level and every pass itself. Plain SGD
+# with the same model, rate and momentum:
 
 # %%
 keras.utils.set_random_seed(0)
-model = mlp()
-model.compile(
+sgd_model = mlp()
+sgd_model.compile(
     optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
     loss=loss,
     metrics=["accuracy"],
     jit_compile=True,
 )
 sgd_clock = TrainingClock()
-sgd = model.fit(
+sgd = sgd_model.fit(
     x_train,
     y_train,
     batch_size=128,
@@ -193,36 +229,70 @@ sgd = model.fit(
 )
 
 # %%
-fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
-t = agd_clock.seconds
-axes[0].step(t, agd.history["epsilon"], where="pre", marker="o")
-axes[0].set(title="AGD: quantization error ε of each epoch", ylabel="ε")
-axes[1].step(t, agd.history["mosaic_phase"], where="pre", marker="o")
-axes[1].set(title="AGD: phase", yticks=[0, 1], yticklabels=["samples", "codewords"])
-axes[2].plot(t, agd.history["val_accuracy"], marker="o", label="AGD")
-axes[2].plot(sgd_clock.seconds, sgd.history["val_accuracy"], marker="s", label="SGD")
-axes[2].set(title="test accuracy", xlabel="training time (s)", ylabel="accuracy")
-axes[2].legend()
+fig, axes = plt.subplots(2, 1, figsize=(8, 6))
+steps = range(curriculum.mosaic_steps + window)
+axes[0].plot(
+    steps,
+    [curriculum.epsilon(s) for s in steps],
+    drawstyle="steps-post",
+    label="curriculum.epsilon(step)",
+)
+last_steps = [s - 1 for s in mosaic.history["step"]]
+axes[0].plot(last_steps, mosaic.history["epsilon"], "o", label="CurriculumLogger, each epoch")
+axes[0].axvline(curriculum.mosaic_steps, color="gray", linestyle=":")
+axes[0].annotate(" real samples", (curriculum.mosaic_steps, curriculum.levels[0].epsilon))
+axes[0].set(title="AGD: quantization error ε of each step", xlabel="step", ylabel="ε")
+axes[0].legend(loc="lower left")
+axes[1].plot(agd_clock.seconds, agd["val_accuracy"], marker="o", label="AGD")
+axes[1].plot(sgd_clock.seconds, sgd.history["val_accuracy"], marker="s", label="SGD")
+axes[1].set(title="test accuracy", xlabel="training time (s)", ylabel="accuracy")
+axes[1].legend()
 fig.tight_layout()
 
 # %%
-print(
-    f"examples processed: AGD {int(sum(agd.history['frontier_size'])):,}, SGD {sgd_epochs * len(x_train):,}"
-)
-print(f"AGD: {agd.history['val_accuracy'][-1]:.4f} test accuracy after {agd_clock.total:.1f} s")
+step = agd["step"][-1]
+examples = curriculum.mosaic_steps * curriculum.mosaic_batch_size
+examples += (step - curriculum.mosaic_steps) * curriculum.batch_size
+print(f"examples processed: AGD {examples:,} in {step} steps, SGD {sgd_epochs * len(x_train):,}")
+print(f"AGD: {agd['val_accuracy'][-1]:.4f} test accuracy after {agd_clock.total:.1f} s")
 print(f"SGD: {sgd.history['val_accuracy'][-1]:.4f} test accuracy after {sgd_clock.total:.1f} s")
 
 # %% [markdown]
 # Read these numbers for what they are: one seed, on whatever machine ran this notebook. The
-# early mosaic epochs are cheap (a few hundred to a few thousand codewords); whether AGD reaches
-# a given accuracy sooner than SGD overall is what the time-to-accuracy benchmark measures, over
-# several seeds and against a random-subset control. The tutorial
+# mosaic phase is short (a few hundred to a few thousand codewords a level); whether AGD
+# reaches a given accuracy sooner than SGD overall is what the benchmarks measure, over
+# several seeds and against controls without a codebook. The tutorial
 # [When does AGD pay?](https://github.com/keras-agd/keras-agd/blob/main/docs/tutorials/when_does_agd_pay.ipynb)
-# reads its results.
+# reads their results.
 #
+# ## 4. Saving and resuming
+#
+# The only state of the run is the optimizer's step counter, which `model.save` keeps (with
+# the curriculum's plan and digest in AGD's config). A loaded model continues the curriculum
+# from its step; the same goes for a second `fit` and for `keras.callbacks.BackupAndRestore`.
+# A stream of another curriculum (other seed, schedule, codebook, ...) is refused.
+
+# %%
+model.save("agd_mlp.keras")
+loaded = keras.models.load_model("agd_mlp.keras")
+print("step", int(loaded.optimizer.iterations.numpy()), "-", loaded.optimizer.phase, "phase")
+more = loaded.fit(
+    curriculum.dataset(loaded, steps_per_epoch=window),
+    epochs=1,
+    callbacks=[keras_agd.CurriculumLogger()],
+    verbose=0,
+)
+print("after one more epoch: step", more.history["step"][-1])
+other = keras_agd.Curriculum(x_train, y_train, schedule=mosaic_levels, codebook=codebook, seed=1)
+try:
+    other.dataset(loaded)
+except ValueError as error:
+    print("Refused:", error)
+
+# %% [markdown]
 # ## Next
 #
 # - [Your own data](https://github.com/keras-agd/keras-agd/blob/main/docs/tutorials/your_own_data.ipynb): data on disk, tfds, your own `tf.data` pipeline.
 # - [Layer-specific rates on any optimizer](https://github.com/keras-agd/keras-agd/blob/main/docs/tutorials/layer_adaptive_optimizers.ipynb).
-# - The guide [Annealed gradient descent in keras-agd](https://github.com/keras-agd/keras-agd/blob/main/docs/agd.md) and what fails loudly when a
-#   piece is missing ([Troubleshooting](https://github.com/keras-agd/keras-agd/blob/main/docs/troubleshooting.md)).
+# - The guide [Annealed gradient descent in keras-agd](https://github.com/keras-agd/keras-agd/blob/main/docs/agd.md) (resuming, custom loops, mixed precision,
+#   what fails loudly) and [Troubleshooting](https://github.com/keras-agd/keras-agd/blob/main/docs/troubleshooting.md).

@@ -36,9 +36,11 @@ TUTORIALS = [
     "layer_adaptive_optimizers",
     "when_does_agd_pay",
 ]
-# TensorFlow / absl C++ log lines ("I0000 00:00:... port.cc:153] ...") and their preamble.
+# TensorFlow / absl C++ log lines ("I0000 00:00:... port.cc:153] ..."), their preamble, and
+# the second line of TensorFlow's CPU-feature notice.
 _NATIVE_LOG = re.compile(
-    r"^([IWEF]\d{4} \d\d:\d\d:[\d.]+ +\d+ \S+:\d+\]|WARNING: All log messages before absl)"
+    r"^([IWEF]\d{4} \d\d:\d\d:[\d.]+ +\d+ \S+:\d+\]|WARNING: All log messages before absl"
+    r"|To enable the following instructions: .* rebuild TensorFlow with the appropriate)"
 )
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

@@ -16,12 +16,12 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/keras-agd/keras-agd/blob/main/docs/tutorials/your_own_data.ipynb)
 #
-# AGD does not need the training set in memory: `keras_agd.mosaic_dataset` keeps only the
-# codewords in memory and reads samples by index, batch by batch, from a `keras_agd.Source`:
-# an array, an `np.memmap`, a tensorflow-datasets (tfds) `data_source`, or any object with
-# `__len__` and `__getitem__`. For the regular phase (after annealing) your own `tf.data`
-# pipeline, with its decoding and augmentation, can replace the one AGD builds
-# (`regular_dataset=`).
+# AGD does not need the training set in memory: the stream of a `keras_agd.Curriculum`
+# keeps only the codewords and the labels in memory and reads samples by index, batch by
+# batch, from a `keras_agd.Source`: an array, an `np.memmap`, a tensorflow-datasets (tfds)
+# `data_source`, or any object with `__len__` and `__getitem__`. For the regular phase (after
+# annealing) your own `tf.data` pipeline, with its decoding and augmentation, can replace the
+# one AGD builds (`regular_dataset=`).
 #
 # This notebook trains a small CNN on MNIST stored as tfds ArrayRecord files, with a
 # `tf.data` pipeline that augments the regular phase, and shows the memory-map variant.
@@ -114,18 +114,28 @@ regular = (
 print("regular phase:", int(regular.cardinality()), "batches of 128 per epoch")
 
 # %% [markdown]
-# ## A small CNN, trained with AGD
+# ## The curriculum, over the source
+#
+# `Curriculum` takes the source and the codebook fit on it (it checks that they belong
+# together) and plans every mosaic level. Its stream reads codewords from memory and samples
+# from the records.
 
 # %%
-mosaic_epochs, regular_epochs = (2, 1) if SMALL else (4, 3)
-annealing = keras_agd.Annealing(
-    codebook,
-    keras_agd.schedules.from_codebook(codebook, mosaic_epochs=mosaic_epochs),
-    batch_size=128,
-    mosaic_batch_size=1024,
-)
-train = keras_agd.mosaic_dataset(annealing, source, regular_dataset=regular)
+mosaic_levels, regular_passes = (2, 1) if SMALL else (4, 3)
+curriculum = keras_agd.Curriculum(source, schedule=mosaic_levels, codebook=codebook, seed=0)
+print(curriculum)
+for level in curriculum.levels:
+    print(f"ε = {level.epsilon:8.2f}: {level.frontier_size:6,} items, {level.steps} steps")
 
+# %% [markdown]
+# ## A small CNN, trained with AGD
+#
+# The stream follows the compiled optimizer's step, so it is made after `compile`. The mosaic
+# phase gets a `fit` of its own (`steps_per_epoch=curriculum.mosaic_steps`, one epoch); the
+# second `fit` continues from that step on your own pipeline, one pass (469 batches of 128 at
+# full size) per epoch. `CurriculumLogger` adds the phase and the frontier size to the logs.
+
+# %%
 model = keras.Sequential(
     [
         keras.Input((28, 28)),
@@ -140,29 +150,31 @@ model = keras.Sequential(
     ]
 )
 model.compile(
-    optimizer=keras_agd.AGD(learning_rate=0.05, mosaic_learning_rate=0.05, momentum=0.9),
+    optimizer=keras_agd.AGD(curriculum, learning_rate=0.05, momentum=0.9),
     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     metrics=["accuracy"],
     jit_compile=True,
 )
-history = model.fit(
-    train,
-    epochs=mosaic_epochs + regular_epochs,
-    validation_data=(x_test, y_test),
-    callbacks=[annealing],
-    verbose=2,
-)
+histories = [
+    model.fit(
+        curriculum.dataset(model, steps_per_epoch=steps, regular_dataset=regular),
+        epochs=epochs,
+        validation_data=(x_test, y_test),
+        callbacks=[keras_agd.CurriculumLogger()],
+        verbose=2,
+    ).history
+    for steps, epochs in [(curriculum.mosaic_steps, 1), (None, regular_passes)]
+]
+history = {key: histories[0][key] + histories[1][key] for key in histories[0]}
 
 # %%
-epochs = np.arange(1, mosaic_epochs + regular_epochs + 1)
-phase = ["codewords" if p else "samples" for p in history.history["mosaic_phase"]]
+epochs = np.arange(1, len(history["val_accuracy"]) + 1)
+phase = ["codewords" if p else "samples" for p in history["mosaic_phase"]]
 fig, ax = plt.subplots(figsize=(6, 3.5))
-ax.plot(epochs, history.history["val_accuracy"], marker="o")
-for epoch, accuracy, label, size in zip(
-    epochs, history.history["val_accuracy"], phase, history.history["frontier_size"]
-):
+ax.plot(epochs, history["val_accuracy"], marker="o")
+for epoch, accuracy, label, step in zip(epochs, history["val_accuracy"], phase, history["step"]):
     ax.annotate(
-        f"{label}\n{int(size):,}",
+        f"{label}\nstep {int(step):,}",
         (epoch, accuracy),
         textcoords="offset points",
         xytext=(0, 8),
@@ -170,6 +182,7 @@ for epoch, accuracy, label, size in zip(
         fontsize=8,
     )
 ax.set(xlabel="epoch", ylabel="test accuracy", title="small CNN, AGD over tfds records")
+ax.set(xticks=epochs, xlim=(0.5, len(epochs) + 0.5))
 ax.set(ylim=(0, 1.15), yticks=np.linspace(0, 1, 6))  # Room for the labels above 1.
 fig.tight_layout()
 
@@ -179,27 +192,36 @@ fig.tight_layout()
 # Arrays on disk work without tfds: `np.load(..., mmap_mode="r")` (or `np.memmap`) is read by
 # index too. An array and a memory map of the same bytes are the same data to the codebook:
 # its fingerprint (shape, dtype, SHA-256) matches, so a codebook fit on one accepts the other.
+# The curriculum over the memory map is then the same curriculum (same digest), and its
+# stream continues the model trained above from its step.
 
 # %%
 path = os.path.join(tempfile.gettempdir(), "mnist_x_train.npy")
 np.save(path, x_train)
 x_on_disk = np.load(path, mmap_mode="r")
-codebook.verify(keras_agd.Source(x_on_disk, y_train))  # Raises if they were not the same data.
-train = keras_agd.mosaic_dataset(annealing, x_on_disk, y_train)
-print("a mosaic_dataset over", type(x_on_disk).__name__, x_on_disk.shape, x_on_disk.dtype)
+on_disk = keras_agd.Curriculum(
+    x_on_disk, y_train, schedule=mosaic_levels, codebook=codebook, seed=0
+)  # Raises if they were not the same data.
+print("same curriculum:", on_disk.digest == curriculum.digest)
+train = on_disk.dataset(model, regular_dataset=regular)
+print("a stream over", type(x_on_disk).__name__, x_on_disk.shape, x_on_disk.dtype)
 
 # %% [markdown]
-# That dataset trains exactly like the one above (`model.fit(train, ..., callbacks=[annealing])`).
-# Only the codewords and the labels are held in memory; `benchmarks/scale.py` trains on
-# 4,000,000 samples in a 2.9 GiB memory map this way.
+# That stream trains exactly like the one above (`model.fit(train, ...)`). Only the codewords
+# and the labels are held in memory; `benchmarks/scale.py` trains on 4,000,000 samples in a
+# 2.9 GiB memory map this way.
 #
 # What to watch for:
 #
-# - Fit the codebook on the inputs exactly as the dataset reads them (same scaling and dtype);
-#   `mosaic_dataset` refuses other data.
-# - Transform batches through `augment=` or `regular_dataset=`, not after `mosaic_dataset`: a
-#   `.take`, `.filter` or `.repeat` after it changes the number of batches of a planned epoch and
-#   is refused at the end of that epoch.
+# - Fit the codebook on the inputs exactly as the stream reads them (same scaling and dtype);
+#   `Curriculum` refuses a codebook of other data.
+# - Transform batches through `augment=` or `regular_dataset=`, not after the stream: it
+#   yields the batch of each step in order, and an `.unbatch`, `.filter` or `.rebatch` after
+#   it changes what a step trains on without an error. A `.map` that keeps the batches is
+#   fine.
 # - A `tf.data.Dataset` cannot be `x` (it cannot be read by index); pass it as
-#   `regular_dataset=`. The [troubleshooting page](https://github.com/keras-agd/keras-agd/blob/main/docs/troubleshooting.md)
+#   `regular_dataset=`.
+# - Class weights go to the stream, `curriculum.dataset(model, class_weight={...})`, not to
+#   `fit`: every batch already carries sample weights. The
+#   [troubleshooting page](https://github.com/keras-agd/keras-agd/blob/main/docs/troubleshooting.md)
 #   lists these errors.
