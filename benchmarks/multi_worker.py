@@ -2,10 +2,13 @@
 
 Each run starts its workers on 127.0.0.1 (`MultiWorkerMirroredStrategy`, `TF_CONFIG`),
 trains an MLP with AGD on a slice of MNIST (the chief builds the codebook first; its
-build is not timed) and times every epoch on every worker. Each worker gets
-`--threads` TensorFlow threads, so a 2-worker run uses twice the cores of a 1-worker
-run; what it measures is the cost of the all-reduce and of the split batches on
-loopback, not a speed-up between machines.
+build is not timed) and times every epoch on every worker. Every worker builds the same
+`keras_agd.Curriculum` and trains on `curriculum.dataset(model)` (sharded by data) or,
+with `--input-context`, on `distribute_datasets_from_function`. A Keras epoch is one
+pass over the samples (`curriculum.steps_per_epoch` steps); the mosaic phase is the
+start of epoch 0. Each worker gets `--threads` TensorFlow threads, so a 2-worker run
+uses twice the cores of a 1-worker run; what it measures is the cost of the all-reduce
+and of the split batches on loopback, not a speed-up between machines.
 
     python benchmarks/multi_worker.py --workers 1 2
 """
@@ -31,8 +34,8 @@ def parse(argv=None):
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--mnist", default=default_mnist_path())
     parser.add_argument("--train-samples", type=int, default=12000)
-    parser.add_argument("--mosaic-epochs", type=int, default=2)
-    parser.add_argument("--regular-epochs", type=int, default=3)
+    parser.add_argument("--mosaic-levels", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=4, help="passes over the samples")
     parser.add_argument("--batch-size", type=int, default=128, help="global batch")
     parser.add_argument("--mosaic-batch-size", type=int, default=1024, help="global batch")
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow threads per worker")
@@ -73,6 +76,15 @@ def worker(args):
         y,
         build=lambda: keras_agd.HierarchicalCodebook(random_state=0).fit(x, y),
     )
+    curriculum = keras_agd.Curriculum(
+        x,
+        y,
+        schedule=args.mosaic_levels,
+        codebook=codebook,
+        batch_size=args.batch_size,
+        mosaic_batch_size=args.mosaic_batch_size,
+        seed=0,
+    )
     keras.utils.set_random_seed(0)
     with strategy.scope():
         model = keras.Sequential(
@@ -84,22 +96,19 @@ def worker(args):
             ]
         )
         model.compile(
-            optimizer=keras_agd.AGD(learning_rate=0.05, momentum=0.9),
+            optimizer=keras_agd.AGD(curriculum, learning_rate=0.05, momentum=0.9),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         )
     keras_agd.multi_worker.prepare_model(model)
-    annealing = keras_agd.Annealing(
-        codebook,
-        keras_agd.schedules.from_codebook(codebook, args.mosaic_epochs),
-        batch_size=args.batch_size,
-        mosaic_batch_size=args.mosaic_batch_size,
-        seed=0,
-    )
     epochs = []
+
+    def batch_size(step):  # Global items of the batch of `step`.
+        mosaic = step < curriculum.mosaic_steps
+        return args.mosaic_batch_size if mosaic else args.batch_size
 
     class Timer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            self.items = len(annealing.plan.rows)
+            self.first_step = int(self.model.optimizer.iterations.numpy())
             self.steps = []
             self.start = time.perf_counter()
 
@@ -111,31 +120,29 @@ def worker(args):
 
         def on_epoch_end(self, epoch, logs=None):
             seconds = time.perf_counter() - self.start
+            steps = range(self.first_step, self.first_step + len(self.steps))
             epochs.append(
                 {
                     "seconds": seconds,
+                    "first_step": self.first_step,
                     "steps": len(self.steps),
                     # Steady state: the median step; the rest of the epoch is its start
-                    # (the plan, the iterator) and its first step (tracing, compiling).
+                    # (a new iterator) and its first step (tracing, compiling).
                     "median_step_seconds": float(np.median(self.steps)),
-                    "items": self.items,
-                    "mosaic_phase": float(logs["mosaic_phase"]),
+                    "items": sum(batch_size(step) for step in steps),
+                    # Whether every step of the epoch trained on real samples.
+                    "regular": self.first_step >= curriculum.mosaic_steps,
                     "loss": float(logs["loss"]),
                 }
             )
 
     if args.input_context:
         train = strategy.distribute_datasets_from_function(
-            lambda context: keras_agd.mosaic_dataset(annealing, x, y, input_context=context)
+            lambda context: curriculum.dataset(model, input_context=context)
         )
     else:
-        train = keras_agd.mosaic_dataset(annealing, x, y)
-    model.fit(
-        train,
-        epochs=args.mosaic_epochs + args.regular_epochs,
-        verbose=0,
-        callbacks=[annealing, Timer()],
-    )
+        train = curriculum.dataset(model)
+    model.fit(train, epochs=args.epochs, verbose=0, callbacks=[Timer()])
     print("EPOCHS " + json.dumps(epochs), flush=True)
 
 
@@ -148,7 +155,7 @@ def run(workers, args, folder):
     for s in sockets:
         s.close()
     command = [sys.executable, __file__, "--worker", folder, "--mnist", str(args.mnist)]
-    for name in ("train_samples", "mosaic_epochs", "regular_epochs", "batch_size"):
+    for name in ("train_samples", "mosaic_levels", "epochs", "batch_size"):
         command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
     command += ["--mosaic-batch-size", str(args.mosaic_batch_size), "--threads", str(args.threads)]
     command += ["--input-context"] if args.input_context else []
@@ -181,19 +188,15 @@ def run(workers, args, folder):
 
 
 def summarize(per_worker):
-    """Throughput of the regular epochs after the first (which traces the step)."""
+    """Throughput of the epochs on real samples only, after epoch 0 (which traces)."""
     first = per_worker[0]
-    regular = [
-        i
-        for i, epoch in enumerate(first)
-        if epoch["mosaic_phase"] == 0 and i > 0 and first[i - 1]["mosaic_phase"] == 0
-    ]
+    regular = [i for i, epoch in enumerate(first) if epoch["regular"] and i > 0]
     # An epoch ends when the slowest worker's does.
     seconds = sum(max(worker[i]["seconds"] for worker in per_worker) for i in regular)
     items = sum(first[i]["items"] for i in regular)
     return {
         "epoch_seconds_per_worker": [[e["seconds"] for e in worker] for worker in per_worker],
-        "mosaic_phase": [e["mosaic_phase"] for e in first],
+        "first_step": [e["first_step"] for e in first],
         "loss": [e["loss"] for e in first],
         "regular_epochs_timed": regular,
         "regular_items_per_s": items / seconds,
