@@ -1,8 +1,11 @@
 """The annealed gradient descent optimizer (Pan & Jiang, UAI 2015)."""
 
+import copy
+import json
 import warnings
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from keras_agd import _validation
@@ -158,7 +161,9 @@ class AGD(WrapperOptimizer):
             "epoch_decay_rate", epoch_decay_rate, 0, 1, low_open=True
         )
         super().__init__(optimizer, name=name)
-        self.curriculum_identity = identity
+        # A JSON copy: Keras' attribute tracking would wrap (and change in place) the
+        # lists of a dict kept as it is, among them the codebook's own fingerprint.
+        self._curriculum_json = json.dumps(identity)
         self.decay_start_epoch = decay_start_epoch
         self.epoch_decay_rate = epoch_decay_rate
         self.layer_adaptive = isinstance(optimizer, LayerAdaptive)
@@ -193,6 +198,25 @@ class AGD(WrapperOptimizer):
             aggregation="only_first_replica",
             name=name,
         )
+
+    def apply(self, grads, trainable_variables=None):
+        # The stream reads `iterations` when an epoch's first batch is made (lazily, in
+        # a tf.data thread). A traced step orders its ops only by the resources they
+        # touch, so without this the step counter may be incremented before that read
+        # and the epoch would start one batch ahead of the optimizer.
+        grads = list(grads)
+        if not self.built and trainable_variables is not None:
+            # Variables are made outside the control dependencies, where XLA can lift them.
+            with keras.name_scope(self.name, caller=self):
+                self.build(list(trainable_variables))
+            self.built = True
+        with tf.control_dependencies(tf.nest.flatten(grads, expand_composites=True)):
+            super().apply(grads, trainable_variables)
+
+    @property
+    def curriculum_identity(self):
+        """The `get_config()` of the curriculum AGD trains on (a new dict each time)."""
+        return json.loads(self._curriculum_json)
 
     @property
     def mosaic_steps(self):
@@ -250,7 +274,8 @@ class AGD(WrapperOptimizer):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
+        # Keras' optimizers deserialize nested configs in place: work on a copy.
+        config = copy.deepcopy(config)
         for key in ("learning_rate", "mosaic_learning_rate", "optimizer"):
             if isinstance(config[key], dict):
                 config[key] = keras.saving.deserialize_keras_object(
@@ -267,10 +292,33 @@ def _identity(curriculum):
     if isinstance(curriculum, Curriculum):
         return curriculum.get_config()
     if isinstance(curriculum, dict) and all(key in curriculum for key in _PLAN_KEYS):
+        if not _is_plan(curriculum):
+            raise ValueError(
+                "`curriculum` is a config whose plan does not add up (integer `digest`, "
+                "`mosaic_steps` >= 0 the sum of the levels' steps, `steps_per_epoch` >= 1, "
+                "`levels` as [epsilon, frontier_size, steps]): pass the `get_config()` of a "
+                f"keras_agd.Curriculum. Received: curriculum={curriculum!r}"
+            )
         return dict(curriculum)
     raise TypeError(
         "`curriculum` must be the keras_agd.Curriculum that AGD trains on (AGD follows its "
         f"phases). Received: curriculum={curriculum!r}"
+    )
+
+
+def _is_plan(config):
+    integer = _validation.is_integer
+    levels = config["levels"]
+    if not (isinstance(levels, list | tuple) and all(isinstance(v, list | tuple) for v in levels)):
+        return False
+    if not all(len(level) == 3 and integer(level[2]) and level[2] >= 1 for level in levels):
+        return False
+    return (
+        integer(config["digest"])
+        and integer(config["mosaic_steps"])
+        and config["mosaic_steps"] == sum(level[2] for level in levels)
+        and integer(config["steps_per_epoch"])
+        and config["steps_per_epoch"] >= 1
     )
 
 

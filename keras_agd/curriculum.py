@@ -177,9 +177,14 @@ class Curriculum:
 
     # --- The plan as a function of the step.
 
+    @property
+    def max_step(self):
+        """The last step whose sample positions fit in int64 (about 2**63 / batch_size)."""
+        return self.mosaic_steps + (2**63 - 1) // self.batch_size - 1
+
     def level_of(self, step):
         """The mosaic level index of global step `step`, or `None` in the regular phase."""
-        step = _validation.check_integer("step", step, 0)
+        step = _validation.check_integer("step", step, 0, self.max_step)
         if step >= self.mosaic_steps:
             return None
         firsts = [level.first_step for level in self.levels]
@@ -206,7 +211,7 @@ class Curriculum:
             `(rows, weights)`: int64 rows, where `r < N` is sample `r` and `r >= N` is
             the codeword of node `r - N`, and their float32 sample weights.
         """
-        step = _validation.check_integer("step", step, 0)
+        step = _validation.check_integer("step", step, 0, self.max_step)
         if step < self.mosaic_steps:
             batch = slice(step * self.mosaic_batch_size, (step + 1) * self.mosaic_batch_size)
             return self._rows[batch].copy(), self._weights[batch].copy()

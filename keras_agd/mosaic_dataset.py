@@ -97,12 +97,11 @@ def mosaic_dataset(
     size = curriculum.mosaic_batch_size
     mosaic_rows = tf.constant(curriculum.mosaic_rows)
     mosaic_weights = tf.constant(curriculum.mosaic_weights)
+    _check_replicas(model, curriculum, input_context)
     # The collective first: a worker that raised before it would leave its peers
     # waiting in it, and their next collectives would meet this worker's other ones.
-    _check_workers_agree(model, curriculum, input_context)
-    identity = _curriculum_identity(optimizer)
-    if identity is not None and identity[0] != curriculum.digest:
-        raise ValueError(_other_curriculum(curriculum.digest, identity[0]))
+    _check_workers_agree(model, curriculum)
+    _check_identity(optimizer, curriculum.digest)
 
     def with_weights(x, y, weights):
         if weight_table is not None:
@@ -124,7 +123,7 @@ def mosaic_dataset(
         # Read when an iterator starts (each epoch of `fit`), after callbacks such as
         # BackupAndRestore have restored the optimizer.
         start = tf.numpy_function(
-            _start_reader(optimizer, curriculum.digest), [], tf.int64, stateful=True
+            _start_reader(model, curriculum.digest), [], tf.int64, stateful=True
         )
         start.set_shape([])
         mosaic = tf.data.Dataset.range(tf.minimum(start, mosaic_steps), mosaic_steps)
@@ -181,33 +180,69 @@ def _optimizer_of(model):
     return optimizer
 
 
-def _curriculum_identity(optimizer):
-    """`(digest, digest variable)` of the AGD optimizer in the chain, else `None`."""
+def _agd_in_chain(optimizer):
+    """The AGD optimizer in the `inner_optimizer` chain (found by its curriculum), else `None`."""
     while optimizer is not None:
-        identity = getattr(optimizer, "curriculum_identity", None)
-        if identity is not None:
-            return identity["digest"], optimizer.curriculum_digest
+        if getattr(optimizer, "curriculum_identity", None) is not None:
+            return optimizer
         optimizer = getattr(optimizer, "inner_optimizer", None)
     return None
 
 
-def _start_reader(optimizer, digest):
-    identity = _curriculum_identity(optimizer)
+def _check_identity(optimizer, digest, restored=False):
+    """Raises unless `optimizer` holds an AGD of the curriculum with this digest."""
+    agd = _agd_in_chain(optimizer)
+    if agd is None:
+        # AGD orders its step counter after the batch it trains on; another optimizer's
+        # counter may move first in a traced step, and the stream would start a step late.
+        raise TypeError(
+            "The curriculum's stream needs the model compiled with keras_agd.AGD(curriculum, "
+            "...): its step follows AGD's. For one learning rate in both phases leave "
+            "`mosaic_learning_rate=None`; for another update rule pass `optimizer=` to AGD. "
+            f"Received: optimizer={optimizer!r}"
+        )
+    saved = int(agd.curriculum_digest.numpy()) if restored else agd.curriculum_identity["digest"]
+    if saved != digest:
+        raise ValueError(_other_curriculum(digest, saved))
+    return agd
 
+
+def _start_reader(model, digest):
     def start():
-        if identity is not None:
-            restored = int(identity[1].numpy())
-            if restored != digest:  # A backup of another curriculum's run.
-                raise ValueError(_other_curriculum(digest, restored))
+        # The model's optimizer now (it may have been compiled again), and the digest its
+        # variables hold now (BackupAndRestore may have restored another run's).
+        optimizer = _optimizer_of(model)
+        _check_identity(optimizer, digest)
+        _check_identity(optimizer, digest, restored=True)
         return np.int64(optimizer.iterations.numpy())
 
     return start
 
 
-def _check_workers_agree(model, curriculum, input_context):
-    """On several workers, refuses workers whose curricula differ (one collective)."""
+def _check_replicas(model, curriculum, input_context):
+    """Refuses batches that the replicas cannot split into equal shares."""
+    if input_context is not None:
+        replicas = input_context.num_replicas_in_sync
+    else:
+        strategy = getattr(model, "distribute_strategy", None)
+        replicas = 1 if strategy is None else strategy.num_replicas_in_sync
+    sizes = {"batch_size": curriculum.batch_size, "mosaic_batch_size": curriculum.mosaic_batch_size}
+    if any(size % replicas for size in sizes.values()):
+        raise ValueError(
+            f"On {replicas} replicas, each batch is split into {replicas} shares, which Keras "
+            f"weighs equally: both batch sizes of the curriculum must be multiples of {replicas} "
+            f"for the step to be one machine's. Received: {sizes}"
+        )
+
+
+def _check_workers_agree(model, curriculum):
+    """On several workers, refuses workers whose curricula differ (one collective).
+
+    With an input context this runs inside `distribute_datasets_from_function`, which
+    calls the function once per worker, at the same point on every worker.
+    """
     strategy = getattr(model, "distribute_strategy", None)
-    if strategy is None or input_context is not None or multi_worker.worker_count(strategy) < 2:
+    if strategy is None or multi_worker.worker_count(strategy) < 2:
         return
     _collective.check_workers_agree(
         strategy, "the curriculum", {"digest": curriculum.digest, "seed": curriculum.seed}
@@ -350,7 +385,32 @@ def _regular_batches(dataset, x_shape):
             "`regular_dataset` must yield `(x, y)` or `(x, y, sample_weight)` batches. "
             f"Received element_spec={spec}"
         )
-    if not spec[0].shape.is_compatible_with(x_shape):
+    x_spec, y_spec = spec[0], spec[1]
+    if not all(isinstance(part, tf.TensorSpec) for part in spec):
+        raise ValueError(
+            "`regular_dataset` must yield tensors `(x, y)` or `(x, y, sample_weight)`, not "
+            f"nested structures (one input only). Received element_spec={spec}"
+        )
+    if not _is_numeric(x_spec.dtype):
+        raise ValueError(
+            f"`regular_dataset` must yield numeric inputs. Received x of dtype {x_spec.dtype.name}"
+        )
+    if not (
+        y_spec.dtype.is_integer
+        and (y_spec.shape.is_compatible_with([None]) or y_spec.shape.is_compatible_with([None, 1]))
+    ):
+        raise ValueError(
+            "`regular_dataset` must yield integer class labels of shape (batch,) (not one-hot, "
+            f"not floats). Received y: {y_spec.shape} {y_spec.dtype.name}"
+        )
+    if len(spec) == 3 and not (
+        _is_numeric(spec[2].dtype) and spec[2].shape.is_compatible_with([None])
+    ):
+        raise ValueError(
+            "`regular_dataset` must yield sample weights of shape (batch,). Received: "
+            f"{spec[2].shape} {spec[2].dtype.name}"
+        )
+    if not x_spec.shape.is_compatible_with(x_shape):
         raise ValueError(
             f"`regular_dataset` yields inputs of shape {spec[0].shape}; the codewords have "
             f"shape {x_shape} (batches of the samples the codebook was fit on)."
@@ -389,4 +449,21 @@ def _augmented(augment, x, y):
         raise _AugmentError(
             f"`augment` must return a pair (x_batch, y_batch). Received: {type(result).__name__}"
         )
-    return tf.cast(result[0], tf.float32), tf.cast(result[1], tf.int64)
+    new_x, new_y = (tf.convert_to_tensor(value) for value in result)
+    # Same shapes and kinds as the batch given, or XLA and the loss fail far from here.
+    if not (_is_numeric(new_x.dtype) and new_x.shape.is_compatible_with(x.shape)):
+        raise _AugmentError(
+            f"`augment` must return x_batch of a numeric dtype and the shape it was given "
+            f"({x.shape}). Received: {new_x.shape} {new_x.dtype.name}"
+        )
+    if not (new_y.dtype.is_integer and new_y.shape.is_compatible_with(y.shape)):
+        raise _AugmentError(
+            f"`augment` must return y_batch of integer class labels of the shape it was given "
+            f"({y.shape}; mixed or soft labels are not supported). Received: {new_y.shape} "
+            f"{new_y.dtype.name}"
+        )
+    return tf.cast(new_x, tf.float32), tf.cast(new_y, tf.int64)
+
+
+def _is_numeric(dtype):
+    return dtype.is_floating or dtype.is_integer

@@ -176,6 +176,18 @@ class _ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
             _collective.barrier(strategy)
         if not self._writes:
             super().on_train_begin(logs)
+        if several:
+            # Workers that restored other files (a backup folder that is not shared)
+            # would train other batches with other weights, each on its own.
+            weights = [variable.numpy() for variable in self.model.weights]
+            _collective.check_workers_agree(
+                strategy,
+                "the restored training state",
+                {
+                    "step": int(self.model.optimizer.iterations.numpy()),
+                    "weights": _collective.digest(*weights),
+                },
+            )
 
     def on_epoch_end(self, epoch, logs=None):
         if self._writes:
@@ -194,9 +206,9 @@ def backup_and_restore(backup_dir, save_freq="epoch", double_checkpoint=True):
     writes from the chief only (found from the strategy of `fit`), and every worker
     restores from the same files when the job restarts, after the chief has, so that
     all resume at the same epoch, weights and step (hence the same place in the
-    curriculum). `double_checkpoint=True`
-    keeps the previous backup, which Keras restores when the latest one is unreadable
-    (a chief killed while writing it). With one worker it is Keras' callback.
+    curriculum). `double_checkpoint=True` keeps the previous backup, which Keras
+    restores when the latest one is unreadable (a chief killed while writing it).
+    With one worker it is Keras' callback.
 
     Args:
         backup_dir: Folder shared by all workers.

@@ -172,7 +172,7 @@ class Source:
                 records = [self._x[i] for i in indices]
             key = self._y_key if self._y_key is not None else 1
             labels[start:stop] = [
-                _record_label(record[key], start + i) for i, record in enumerate(records)
+                _record_label(record, key, start + i) for i, record in enumerate(records)
             ]
         return _check_labels(labels, self.n_samples)
 
@@ -220,8 +220,14 @@ def _check_feature_dtype(dtype):
     raise ValueError(f"`x` must hold integers or floats. Received dtype: {dtype}")
 
 
-def _record_label(value, index):
-    value = np.asarray(value)
+def _record_label(record, key, index):
+    try:
+        value = np.asarray(record[key])
+    except (KeyError, IndexError, TypeError) as error:
+        raise ValueError(
+            f"`y_key` must name the label in each record of `x`. Received: y_key={key!r}, "
+            f"record {index} of type {type(record).__name__} ({error!r})"
+        ) from error
     if value.shape != () or not np.issubdtype(value.dtype, np.integer):
         raise ValueError(
             "Labels read with `y_key` must be integer class indices, one per record. "
