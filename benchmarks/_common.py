@@ -31,3 +31,14 @@ def machine():
 
 def print_json(result):
     print(json.dumps(result, indent=2, default=float))
+
+
+def batch_size_of(curriculum, step):
+    """Items in the batch of global step `step` of `curriculum` (every batch is full)."""
+    return curriculum.mosaic_batch_size if step < curriculum.mosaic_steps else curriculum.batch_size
+
+
+def examples_trained(curriculum, steps):
+    """Items in the batches of global steps `0 .. steps - 1` of `curriculum`."""
+    mosaic = min(steps, curriculum.mosaic_steps)
+    return mosaic * curriculum.mosaic_batch_size + (steps - mosaic) * curriculum.batch_size

@@ -6,10 +6,11 @@ learning rate that decays linearly to zero over its budget (Li et al., "Budgeted
 Training", ICLR 2020). Each arm's rate is chosen by a sweep on a validation split
 (held out of the training set, never the test set), with the same grid size for every
 arm. The mosaic phase (AGD and its controls) costs `--mosaic-share` of one epoch's
-examples, at batch `--mosaic-batch-size`, spread evenly over `--mosaic-epochs` levels
-of the codebook (`Annealing(mosaic_batches=...)`), its rate warmed up linearly over
+examples, at batch `--mosaic-batch-size`, spread evenly over `--mosaic-levels` levels
+of the codebook (`Curriculum(steps_per_level=...)`), its rate warmed up linearly over
 the first level; the regular phase then runs the remaining epochs at SGD's tuned
-rate, decaying to zero.
+rate, decaying to zero. Every arm trains its whole budget in one `fit` (the codebook
+arms on `curriculum.dataset(model)`), one stream of optimizer steps.
 
 Arms:
 - `sgd`, `adam`: batch `--batch-size` throughout.
@@ -61,8 +62,8 @@ ARMS = (
     "medoids",
 )
 USES_CODEBOOK = ("agd", "agd_weighted", "group_means", "medoids")
-ANNEALED_ARMS = ("random_subset", *USES_CODEBOOK)  # Trained through keras_agd.Annealing.
-MOSAIC_ARMS = ("phased_sgd", *ANNEALED_ARMS)
+CURRICULUM_ARMS = ("random_subset", *USES_CODEBOOK)  # Trained through keras_agd.Curriculum.
+MOSAIC_ARMS = ("phased_sgd", *CURRICULUM_ARMS)
 # Rate grids of the validation sweep: the same number of values for every arm.
 GRIDS = {
     "sgd": (0.025, 0.05, 0.1, 0.2),
@@ -83,7 +84,10 @@ def parse_args(argv=None):
     parser.add_argument("--budget-epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--mosaic-batch-size", type=int, default=1024)
-    parser.add_argument("--mosaic-epochs", type=int, default=4, help="codebook levels visited")
+    # A mosaic level was called a "mosaic epoch" before; the old flag still works.
+    parser.add_argument(
+        "--mosaic-levels", "--mosaic-epochs", type=int, default=4, help="codebook levels visited"
+    )
     parser.add_argument("--mosaic-share", type=float, default=1.0, help="epochs of examples")
     parser.add_argument("--label-noise", type=float, default=0.0, help="share of labels flipped")
     parser.add_argument("--validation-samples", type=int, default=10000)
@@ -110,7 +114,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.hidden, args.train_samples = 1, [64], args.train_samples or 4000
-        args.validation_samples, args.budget_epochs, args.mosaic_epochs = 2000, 2, 2
+        args.validation_samples, args.budget_epochs, args.mosaic_levels = 2000, 2, 2
     return args
 
 
@@ -281,10 +285,10 @@ class Curve(keras.callbacks.Callback):
 
 
 def mosaic_plan(args, n):
-    """Batches per mosaic level and in all: `--mosaic-share` epochs of examples."""
-    total = max(args.mosaic_epochs, round(args.mosaic_share * n / args.mosaic_batch_size))
-    per_level = -(-total // args.mosaic_epochs)
-    return per_level, per_level * args.mosaic_epochs
+    """Steps per mosaic level and in all: `--mosaic-share` epochs of examples."""
+    total = max(args.mosaic_levels, round(args.mosaic_share * n / args.mosaic_batch_size))
+    per_level = -(-total // args.mosaic_levels)
+    return per_level, per_level * args.mosaic_levels
 
 
 def train(arm, rate, seed, args, data, codebooks, regular_rate):
@@ -297,31 +301,37 @@ def train(arm, rate, seed, args, data, codebooks, regular_rate):
     regular_epochs = args.budget_epochs - (1 if arm in MOSAIC_ARMS else 0)
     regular_steps = regular_epochs * -(-n // batch)
     warmup = per_level  # The mosaic rate (and large_batch_sgd's) warms up over one level.
-    callbacks = []
-    if arm in ANNEALED_ARMS:
+    curriculum = None
+    if arm in CURRICULUM_ARMS:
         codebook = codebooks.get(arm, codebooks["agd"])
         mode = {"agd_weighted": "weighted", "random_subset": "random_subset"}.get(
             arm, "proportional"
         )
-        annealing = keras_agd.Annealing(
-            codebook,
-            keras_agd.schedules.from_codebook(codebooks["agd"], args.mosaic_epochs),
+        # The ablations keep the tree, hence the same ε and frontier sizes per level.
+        curriculum = keras_agd.Curriculum(
+            x,
+            y,
+            codebook=codebook,
+            schedule=keras_agd.schedules.from_codebook(codebooks["agd"], args.mosaic_levels),
             batch_size=batch,
             mosaic_batch_size=big,
             mode=mode,
             seed=seed,
-            mosaic_batches=per_level,
+            steps_per_level=per_level,
         )
+        if curriculum.mosaic_steps != mosaic_steps:
+            raise RuntimeError(f"{curriculum} has not the {mosaic_steps} mosaic steps planned.")
         optimizer = keras_agd.AGD(
+            curriculum,
             learning_rate=BudgetRate(regular_rate, regular_steps),
             mosaic_learning_rate=BudgetRate(rate, mosaic_steps, warmup, decay=False),
             momentum=0.9,
         )
-        train_data = keras_agd.mosaic_dataset(annealing, x, y)
-        epochs, callbacks = args.mosaic_epochs + regular_epochs, [annealing]
+        epochs = 1
 
         def batch_size_now():
-            return annealing.plan.batch_size
+            step = int(model.optimizer.iterations.numpy())  # Already counts this batch.
+            return big if step <= mosaic_steps else batch
 
     else:
         if arm == "large_batch_sgd":
@@ -358,9 +368,11 @@ def train(arm, rate, seed, args, data, codebooks, regular_rate):
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=True,
     )
+    if curriculum is not None:  # The stream follows the compiled optimizer's step.
+        train_data = curriculum.dataset(model, steps_per_epoch=mosaic_steps + regular_steps)
     every = max(1, n // args.evals_per_epoch)
     curve = Curve({"test": test, "validation": validation}, every, batch_size_now)
-    model.fit(train_data, epochs=epochs, callbacks=[*callbacks, curve], verbose=0, shuffle=False)
+    model.fit(train_data, epochs=epochs, callbacks=[curve], verbose=0, shuffle=False)
     return curve.points
 
 
@@ -558,7 +570,7 @@ def main(argv=None):
         "regime": regime,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "machine": machine(),
-        "mosaic_batches_per_level": per_level,
+        "steps_per_level": per_level,
         "mosaic_steps": mosaic_steps,
         "codebook_build_s": build_seconds,
         "rates": rates,

@@ -6,6 +6,7 @@ exact copies. It is written as a raw memory map (`x.u8`, `y.u8`) to `--data-dir`
 (default: a temporary folder, deleted at the end unless `--keep`).
 
 python benchmarks/scale.py                                   # 4,000,000 x 784, 3.1 GB
+python benchmarks/scale.py --mosaic-levels 6                 # 5 level boundaries, not 1
 python benchmarks/scale.py --n-samples 400000 --data-dir /tmp/agd-scale --keep
 python benchmarks/scale.py --stage codebook                  # the codebook alone
 python benchmarks/scale.py --stage data --data-dir /tmp/agd-scale   # only write the data
@@ -18,12 +19,23 @@ Stages:
         touched (clean, file-backed, reclaimable: page cache mapped into the process);
         `peak_rss_anon_mib`, sampled every 20 ms, is the process's own memory.
     all (default): the codebook stage, then an MLP (784-256-10, uint8 inputs rescaled
-        in the model) trained with AGD for 2 mosaic epochs and 1 regular epoch through
-        `mosaic_dataset` over the memory map, and beside it the same MLP with SGD fed
-        by a plain tf.data pipeline over the same memory map (the same random rows per
-        batch, read with NumPy in a `tf.numpy_function`), for 2 epochs. Throughput is
-        samples per second of the regular epoch (AGD) and of each plain epoch; each
-        includes one XLA compilation for its batch shape.
+        in the model) trained with AGD through `curriculum.dataset(model)` over the
+        memory map: the mosaic phase (`--mosaic-levels` codebook levels, one `fit`),
+        then one regular epoch (a pass over the samples, a second `fit`); beside it
+        the same MLP with SGD fed by a plain tf.data pipeline over the same memory map
+        (the same random rows per batch, read with NumPy in a `tf.numpy_function`),
+        interleaved with more regular AGD epochs, `--repeats` of each. Throughput is
+        samples per second of each regular AGD epoch and each plain epoch after its
+        first step (the first regular epoch's first step includes one XLA compilation
+        for its batch shape).
+
+        Level boundaries: every batch is planned when the `Curriculum` is built, so a
+        new mosaic level should start without a pause. From the end time of every
+        step of the mosaic phase (`on_train_batch_end`), the wall time of each level's
+        first step (from the end of the previous level's last step) is set against
+        the median time of the other mosaic steps, all of batch
+        `--mosaic-batch-size`; a planning pause that grew with N would show as a
+        ratio well above 1 at 4,000,000 samples.
 """
 
 import argparse
@@ -42,6 +54,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from _common import default_mnist_path, machine, print_json
+from _timing import StepTimes
 
 import keras_agd
 from keras_agd.sources import Source
@@ -49,10 +62,10 @@ from keras_agd.sources import Source
 N_FEATURES = 28 * 28
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stage", default="all", choices=["data", "codebook", "all"])
-    parser.add_argument("--n-samples", type=int, default=4_000_000)
+    parser.add_argument("--n-samples", "--samples", type=int, default=4_000_000)
     parser.add_argument("--data-dir", default=None, help="where the memory map goes")
     parser.add_argument("--keep", action="store_true", help="keep the data afterwards")
     parser.add_argument("--mnist", default=default_mnist_path(), help="path to mnist.npz")
@@ -61,8 +74,9 @@ def main():
     parser.add_argument("--n-jobs", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--mosaic-batch-size", type=int, default=4096)
+    parser.add_argument("--mosaic-levels", type=int, default=2, help="codebook levels trained")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved throughput pairs")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="keras-agd-scale-")
     os.makedirs(data_dir, exist_ok=True)
@@ -94,6 +108,7 @@ def main():
             remove_data(data_dir)
     result.update({"benchmark": "scale", "stage": args.stage, "machine": machine()})
     print_json(result)
+    return result
 
 
 def data_paths(data_dir):
@@ -188,7 +203,6 @@ def codebook_stage(data_dir, args):
                 "peak_rss_file": sampler.peak["RssFile"],
                 "codewords": codebook.codewords_.nbytes / 2**20,
             },
-            "shared_machine": "2 cores shared with another engineer's test runs",
         },
     )
 
@@ -209,18 +223,27 @@ def train_stage(codebook, source, args):
         return model
 
     start = time.perf_counter()
-    annealing = keras_agd.Annealing(
-        codebook,
-        keras_agd.schedules.from_codebook(codebook, mosaic_epochs=2),
+    # Checks the codebook against the memory map (one read), then plans every batch.
+    curriculum = keras_agd.Curriculum(
+        source,
+        codebook=codebook,
+        schedule=args.mosaic_levels,
         batch_size=args.batch_size,
         mosaic_batch_size=args.mosaic_batch_size,
         seed=args.seed,
     )
-    dataset = keras_agd.mosaic_dataset(annealing, source)  # Checks the fingerprint.
+    plan_seconds = time.perf_counter() - start
+    model = mlp(keras_agd.AGD(curriculum, 0.05, momentum=0.9))
+    start = time.perf_counter()
+    mosaic = curriculum.dataset(model, steps_per_epoch=curriculum.mosaic_steps)
+    dataset = curriculum.dataset(model)  # One pass over the samples an epoch.
     build_seconds = time.perf_counter() - start
+    mosaic_clock, steps = _EpochClock(args.mosaic_batch_size), StepTimes()
+    mosaic_fit = model.fit(
+        mosaic, epochs=1, verbose=0, callbacks=[mosaic_clock, steps], shuffle=False
+    )
     clock = _EpochClock(args.batch_size)
-    model = mlp(keras_agd.AGD(0.05, momentum=0.9))
-    history = model.fit(dataset, epochs=3, verbose=0, callbacks=[clock, annealing]).history
+    regular_fit = model.fit(dataset, epochs=1, verbose=0, callbacks=[clock], shuffle=False)
 
     x, y = source.array, source.labels
 
@@ -239,21 +262,26 @@ def train_stage(codebook, source, args):
     ).prefetch(tf.data.AUTOTUNE)
     plain_model = mlp(keras.optimizers.SGD(0.05, momentum=0.9))
     # Interleaved: a plain epoch, then one more regular AGD epoch, `--repeats` times.
-    agd_rates, plain_rates = [clock.rates[2]], []
+    agd_rates, plain_rates = [clock.rates[0]], []
     for _ in range(args.repeats):
         plain_clock = _EpochClock(args.batch_size)
-        plain_model.fit(plain, epochs=1, verbose=0, callbacks=[plain_clock])
+        plain_model.fit(plain, epochs=1, verbose=0, callbacks=[plain_clock], shuffle=False)
         plain_rates.append(plain_clock.rates[0])
         more = _EpochClock(args.batch_size)
-        model.fit(dataset, epochs=1, verbose=0, callbacks=[more, annealing])
+        model.fit(dataset, epochs=1, verbose=0, callbacks=[more], shuffle=False)
         agd_rates.append(more.rates[0])
     agd_rate, plain_rate = statistics.median(agd_rates), statistics.median(plain_rates)
     return {
+        "curriculum_seconds": plan_seconds,
         "pipeline_build_seconds": build_seconds,
-        "agd_epoch_seconds": clock.seconds,
-        "frontier_size": history["frontier_size"],
-        "mosaic_phase": history["mosaic_phase"],
-        "loss": history["loss"],
+        "levels": [level._asdict() for level in curriculum.levels],
+        "mosaic_steps": curriculum.mosaic_steps,
+        "steps_per_epoch": curriculum.steps_per_epoch,
+        "mosaic_phase_seconds": mosaic_clock.seconds[0],
+        "agd_regular_epoch_seconds": clock.seconds[0],
+        "level_boundaries": level_boundaries(curriculum, steps),
+        # Mean training loss of the mosaic phase, then of the first regular epoch.
+        "loss": [mosaic_fit.history["loss"][0], regular_fit.history["loss"][0]],
         # Samples per second after each epoch's first batch (tracing and XLA excluded).
         "agd_regular_samples_per_second": agd_rates,
         "plain_samples_per_second": plain_rates,
@@ -261,12 +289,54 @@ def train_stage(codebook, source, args):
     }
 
 
-class _EpochClock(keras.callbacks.Callback):
-    """Per epoch: wall seconds, and samples per second after the first batch (regular
-    epochs of `batch_size`).
+def level_boundaries(curriculum, steps):
+    """The first step of each mosaic level against the other mosaic steps.
 
-    List it first, so that the seconds count the epoch planning of Annealing.
+    `steps` is the `StepTimes` of a `fit` over the mosaic phase from step 0; the time
+    of a step runs from the end of the step before it, so a level's first step counts
+    anything done between two levels. Step 0 (tracing and compilation) has no time.
+    Beside the median of all other mosaic steps, each boundary gets the median of the
+    (up to) 5 steps on either side of it, as the first steps of a fit run slower while
+    tf.data's autotuning settles.
     """
+    seconds = steps.step_seconds()
+    firsts = {level.first_step for level in curriculum.levels[1:]}
+    others = [value for step, value in seconds.items() if step not in firsts]
+    median = statistics.median(others) if others else None
+    boundaries = []
+    for index, level in enumerate(curriculum.levels[1:], start=1):
+        first = seconds[level.first_step]
+        near = [
+            seconds[step]
+            for step in range(level.first_step - 5, level.first_step + 6)
+            if step in seconds and step not in firsts
+        ]
+        near_median = statistics.median(near) if near else None
+        boundaries.append(
+            {
+                "level": index,
+                "first_step": level.first_step,
+                "first_step_seconds": first,
+                "previous_step_seconds": seconds.get(level.first_step - 1),
+                "ratio_to_median_step": None if median is None else first / median,
+                "neighbour_median_seconds": near_median,
+                "ratio_to_neighbours": None if near_median is None else first / near_median,
+            }
+        )
+    return {
+        "batch_size": curriculum.mosaic_batch_size,
+        "median_step_seconds": median,
+        "steps_in_median": len(others),
+        "boundaries": boundaries,
+        "max_ratio_to_median_step": max(
+            (b["ratio_to_median_step"] for b in boundaries if median is not None), default=None
+        ),
+    }
+
+
+class _EpochClock(keras.callbacks.Callback):
+    """Per epoch: wall seconds, and samples per second after the first batch (epochs
+    of batches of `batch_size`)."""
 
     def __init__(self, batch_size):
         super().__init__()

@@ -2,13 +2,19 @@
 
 Trains the same model on the same data with every method, seeds interleaved so that
 machine noise hits all methods alike, and records for every run a learning curve
-against training wall time (evaluation excluded) and examples processed. Prints JSON
-(curves and summary), writes it and the plots to --out.
+against training wall time (evaluation excluded), optimizer steps and examples
+processed. The AGD methods train through a `keras_agd.Curriculum`: `--mosaic-levels`
+codebook levels (one pass over each level's frontier at `--mosaic-batch-size`), then
+`--regular-epochs` passes over the real samples, in one `fit` on
+`curriculum.dataset(model)`; their curves have a point at the end of every level and
+of every pass, and their wall time includes planning the curriculum. The other methods
+have a point at the end of every epoch. Prints JSON (curves and summary), writes it
+and the plots to --out.
 
     python benchmarks/time_to_accuracy.py                    # the setting quoted in the README
     python benchmarks/time_to_accuracy.py --quick            # smoke run, under 5 minutes
     python benchmarks/time_to_accuracy.py --workload deformed
-    python benchmarks/time_to_accuracy.py --workload synthetic   # MGD epoch cost vs N
+    python benchmarks/time_to_accuracy.py --workload synthetic   # mosaic level cost vs N
 
 Metric: wall time until test accuracy first reaches the target (default: the median
 final accuracy of SGD minus --margin), median over seeds, and its ratio to SGD's.
@@ -25,7 +31,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
-from _common import default_mnist_path, machine
+from _common import batch_size_of, default_mnist_path, examples_trained, machine
+from _timing import EpochClock, StepTimes
 
 import keras_agd
 
@@ -42,6 +49,8 @@ METHODS = (
     "agd_layer_adaptive",
 )
 USES_CODEBOOK = ("agd", "agd_per_sample", "agd_proportional", "agd_layer_adaptive")
+# Trained through a keras_agd.Curriculum (random_subset takes only the frontier sizes).
+USES_CURRICULUM = (*USES_CODEBOOK, "random_subset")
 
 
 def parse_args(argv=None):
@@ -54,8 +63,11 @@ def parse_args(argv=None):
     parser.add_argument("--hidden", type=int, nargs="+", default=[512, 256, 128])
     parser.add_argument("--activation", default="relu")
     parser.add_argument("--epochs", type=int, default=8, help="epochs of SGD and Adam")
-    parser.add_argument("--mosaic-epochs", type=int, default=6)
-    parser.add_argument("--regular-epochs", type=int, default=5)
+    # A mosaic level was called a "mosaic epoch" before; the old flag still works.
+    parser.add_argument("--mosaic-levels", "--mosaic-epochs", type=int, default=6)
+    parser.add_argument(
+        "--regular-epochs", type=int, default=5, help="AGD passes over the real samples"
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--mosaic-batch-size", type=int, default=1024)
     parser.add_argument("--learning-rate", type=float, default=0.05)
@@ -75,7 +87,7 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.hidden, args.train_samples = 1, [128, 64], args.train_samples or 12000
-        args.epochs, args.mosaic_epochs, args.regular_epochs = 3, 3, 2
+        args.epochs, args.mosaic_levels, args.regular_epochs = 3, 3, 2
         args.synthetic_samples = min(args.synthetic_samples, 100_000)
     return args
 
@@ -117,41 +129,74 @@ def mlp(args, input_shape):
 
 
 class Recorder(keras.callbacks.Callback):
-    """Per epoch: training seconds (evaluation excluded), examples, loss, test accuracy.
+    """A curve point at each checkpoint step: seconds, steps, examples, loss, test accuracy.
 
-    List `recorder.clock` first and the recorder last among the callbacks: the clock
-    then includes the epoch planning of `keras_agd.Annealing`, and the recorder sees
-    the logs it adds.
+    Seconds count from the start of `fit` plus `offset` (the curriculum's planning),
+    without the evaluations, which run off the clock. `loss` is the mean training loss
+    of the steps since the previous point, weighted by batch size as Keras weighs it.
+
+    Args:
+        checkpoints: Global steps after which to record a point.
+        test: `(x_test, y_test)`.
+        batch_size: Function from a global step to the size of its batch.
+        describe: Optional function from the last trained step to extra fields.
+        offset: Seconds spent before `fit` that count as training time.
     """
 
-    def __init__(self, examples_per_epoch=None):
+    def __init__(self, checkpoints, test, batch_size, describe=None, offset=0.0):
         super().__init__()
-        self.examples_per_epoch = examples_per_epoch
+        self.checkpoints = set(checkpoints)
+        self.test, self.batch_size, self.describe = test, batch_size, describe
+        self.offset = offset
         self.curve = []
-        self.seconds = self.examples = 0
-        self.clock = keras.callbacks.LambdaCallback(on_epoch_begin=self._start)
+        self.examples = 0
 
-    def _start(self, epoch, logs=None):
-        self.start = self.last_batch = time.perf_counter()
+    def on_train_begin(self, logs=None):
+        model = self.model
+        self.predict = tf.function(lambda x: model(x, training=False), jit_compile=True)
+        self.accuracy()  # Compiles the evaluation before the clock starts.
+        self.step = int(model.optimizer.iterations.numpy())
+        self.eval_seconds = 0.0
+        self.window = (0.0, 0)  # (loss sum, examples) at the previous point.
+        self.start = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_examples = 0  # Keras' running mean of the loss restarts each epoch.
+        self.window = (0.0, 0)
 
     def on_train_batch_end(self, batch, logs=None):
-        self.last_batch = time.perf_counter()
+        size = self.batch_size(self.step)
+        self.step += 1
+        self.examples += size
+        self.epoch_examples += size
+        if self.step in self.checkpoints:
+            self.record(logs)
 
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds += self.last_batch - self.start
-        self.examples += int(logs.get("frontier_size", self.examples_per_epoch))
-        self.curve.append(
-            {
-                "epoch": epoch,
-                "seconds": self.seconds,
-                "examples": self.examples,
-                "steps": int(self.model.optimizer.iterations.numpy()),
-                "loss": float(logs["loss"]),
-                "test_accuracy": logs.get("val_accuracy"),
-                "epsilon": logs.get("epsilon"),
-                "mosaic_phase": logs.get("mosaic_phase"),
-            }
-        )
+    def record(self, logs):
+        seconds = time.perf_counter() - self.start - self.eval_seconds + self.offset
+        begin = time.perf_counter()
+        total = float(logs["loss"]) * self.epoch_examples
+        loss_sum, examples = self.window
+        self.window = (total, self.epoch_examples)
+        point = {
+            "seconds": seconds,
+            "examples": self.examples,
+            "steps": self.step,
+            "loss": (total - loss_sum) / (self.epoch_examples - examples),
+            "test_accuracy": self.accuracy(),
+        }
+        if self.describe is not None:
+            point.update(self.describe(self.step - 1))
+        self.curve.append(point)
+        self.eval_seconds += time.perf_counter() - begin
+
+    def accuracy(self):
+        x, y = self.test
+        correct = 0
+        for start in range(0, len(x), 2048):
+            logits = self.predict(tf.constant(x[start : start + 2048]))
+            correct += int((np.argmax(logits, -1) == y[start : start + 2048]).sum())
+        return correct / len(x)
 
 
 class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
@@ -164,7 +209,7 @@ class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
         return self.rate * tf.minimum(1.0, tf.cast(step + 1, "float32") / self.steps)
 
 
-def make_optimizer(method, args, steps_per_epoch):
+def make_optimizer(method, args, steps_per_epoch, curriculum=None):
     if method == "large_batch_sgd":
         scaled = args.learning_rate * args.mosaic_batch_size / args.batch_size
         rate = args.large_batch_learning_rate or scaled
@@ -178,6 +223,7 @@ def make_optimizer(method, args, steps_per_epoch):
         if method.endswith("layer_adaptive"):
             inner = keras_agd.LayerAdaptive(inner)
         return keras_agd.AGD(
+            curriculum,
             learning_rate=args.learning_rate,
             mosaic_learning_rate=args.mosaic_learning_rate,
             optimizer=inner,
@@ -187,11 +233,34 @@ def make_optimizer(method, args, steps_per_epoch):
     return optimizer
 
 
+MODES = {
+    "agd_per_sample": "per_sample",
+    "agd_proportional": "proportional",
+    "random_subset": "random_subset",
+}
+
+
 def train(method, seed, args, data, codebook, augment):
+    """One run: `(curve, curriculum planning seconds)`."""
     x, y, x_test, y_test = data
     keras.utils.set_random_seed(seed)
     batch_size = args.mosaic_batch_size if method == "large_batch_sgd" else args.batch_size
-    optimizer = make_optimizer(method, args, -(-len(x) // batch_size))
+    steps_per_epoch = -(-len(x) // batch_size)
+    curriculum, plan_seconds = None, 0.0
+    if method in USES_CURRICULUM:
+        start = time.perf_counter()  # Planning is training time: it checks the codebook.
+        curriculum = keras_agd.Curriculum(
+            x,
+            y,
+            codebook=codebook,
+            schedule=args.mosaic_levels,
+            batch_size=args.batch_size,
+            mosaic_batch_size=args.mosaic_batch_size,
+            mode=MODES.get(method, "weighted"),
+            seed=seed,
+        )
+        plan_seconds = time.perf_counter() - start
+    optimizer = make_optimizer(method, args, steps_per_epoch, curriculum)
     model = mlp(args, x.shape[1:])
     model.compile(
         optimizer=optimizer,
@@ -199,39 +268,40 @@ def train(method, seed, args, data, codebook, augment):
         metrics=["accuracy"],
         jit_compile=True,
     )
-    if isinstance(optimizer, keras_agd.AGD):
-        modes = {
-            "agd_per_sample": "per_sample",
-            "agd_proportional": "proportional",
-            "random_subset": "random_subset",
-        }
-        mode = modes.get(method, "weighted")
-        annealing = keras_agd.Annealing(
-            codebook,
-            keras_agd.schedules.from_codebook(codebook, args.mosaic_epochs),
-            batch_size=args.batch_size,
-            mosaic_batch_size=args.mosaic_batch_size,
-            mode=mode,
-            seed=seed,
-        )
-        data_in = keras_agd.mosaic_dataset(annealing, x, y, augment=augment)
-        epochs, callbacks = args.mosaic_epochs + args.regular_epochs, [annealing]
+    if curriculum is not None:
+        # One Keras epoch of the whole budget; a point after each level and each pass.
+        checkpoints = [level.first_step + level.steps for level in curriculum.levels]
+        passes = [curriculum.steps_per_epoch * (k + 1) for k in range(args.regular_epochs)]
+        checkpoints += [curriculum.mosaic_steps + steps for steps in passes]
+        data_in = curriculum.dataset(model, steps_per_epoch=checkpoints[-1], augment=augment)
+        epochs = 1
+
+        def describe(step):
+            return {
+                "epsilon": curriculum.epsilon(step),
+                "mosaic_phase": float(curriculum.phase(step) == "mosaic"),
+            }
+
+        def size(step):
+            return batch_size_of(curriculum, step)
+
     else:
         data_in = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed)
         data_in = data_in.batch(batch_size)
         if augment is not None:
             data_in = data_in.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
-        data_in, epochs, callbacks = data_in.prefetch(tf.data.AUTOTUNE), args.epochs, []
-    recorder = Recorder(examples_per_epoch=len(x))
-    model.fit(
-        data_in,
-        epochs=epochs,
-        validation_data=(x_test, y_test),
-        validation_batch_size=2048,
-        callbacks=[recorder.clock, *callbacks, recorder],
-        verbose=0,
-    )
-    return recorder.curve
+        data_in, epochs, describe = data_in.prefetch(tf.data.AUTOTUNE), args.epochs, None
+        checkpoints = [steps_per_epoch * (k + 1) for k in range(epochs)]
+        last = len(x) - (steps_per_epoch - 1) * batch_size
+
+        def size(step):
+            return last if (step + 1) % steps_per_epoch == 0 else batch_size
+
+    recorder = Recorder(checkpoints, (x_test, y_test), size, describe, offset=plan_seconds)
+    model.fit(data_in, epochs=epochs, callbacks=[recorder], verbose=0, shuffle=False)
+    if curriculum is not None:
+        assert recorder.examples == examples_trained(curriculum, checkpoints[-1])
+    return recorder.curve, plan_seconds
 
 
 # --- Summary and plots.
@@ -254,7 +324,7 @@ def median_or_none(values):
     return None if middle == np.inf else float(middle)
 
 
-def summarize(runs, build_seconds, margin):
+def summarize(runs, build_seconds, margin, plan_seconds):
     sgd_final = [runs_curve[-1]["test_accuracy"] for runs_curve in runs["sgd"]]
     sgd_seconds = [runs_curve[-1]["seconds"] for runs_curve in runs["sgd"]]
     target = statistics.median(sgd_final) - margin
@@ -268,6 +338,8 @@ def summarize(runs, build_seconds, margin):
             "time_to_target_s": seconds,
             "ratio_to_sgd": seconds / reference if seconds is not None and reference else None,
             "codebook_build_s": build,
+            # Included in the curves' seconds.
+            "curriculum_plan_s": statistics.median(plan_seconds[method]),
             "total_s": seconds + build if seconds is not None else None,
             "total_ratio_to_sgd": (seconds + build) / reference
             if seconds is not None and reference
@@ -335,21 +407,31 @@ def run_training_workload(args):
     codebook = keras_agd.HierarchicalCodebook(branching=5, random_state=0).fit(x, y)
     methods = list(dict.fromkeys(["sgd", *args.methods]))  # SGD sets the target.
     runs = {method: [] for method in methods}
+    plans = {method: [] for method in methods}
     for seed in range(args.seeds):
         for method in methods:
-            curve = train(method, seed, args, (x, y, x_test, y_test), codebook, augment)
+            curve, plan = train(method, seed, args, (x, y, x_test, y_test), codebook, augment)
             runs[method].append(curve)
+            plans[method].append(plan)
             print(
                 f"seed {seed} {method:>20}: {curve[-1]['seconds']:6.1f} s, "
                 f"test accuracy {curve[-1]['test_accuracy']:.4f}",
                 flush=True,
             )
-    summary = summarize(runs, codebook.build_seconds_, args.margin)
+    summary = summarize(runs, codebook.build_seconds_, args.margin, plans)
     return {"codebook_build_s": codebook.build_seconds_, "summary": summary, "runs": runs}
 
 
 def run_synthetic_workload(args):
-    """How an MGD epoch's cost grows with the frontier, not with N."""
+    """What a mosaic level costs: the steps of its frontier, however large N is.
+
+    A curriculum of three levels of the coarsest frontier (ε above every node's error,
+    one codeword a class) trains on `curriculum.dataset(model)`; the wall time of each
+    level after the first (which traces and compiles) is set against a full epoch of
+    plain SGD on the same N samples. The curriculum is planned once, before training:
+    its planning time (which includes checking the codebook against the data) is
+    reported apart.
+    """
     rng = np.random.default_rng(0)
     n, dims = args.synthetic_samples, 32
     means = rng.normal(scale=2.0, size=(10, dims)).astype(np.float32)
@@ -358,10 +440,10 @@ def run_synthetic_workload(args):
     start = time.perf_counter()
     codebook = keras_agd.HierarchicalCodebook(branching=5, max_depth=6, random_state=0).fit(x, y)
     build = time.perf_counter() - start
-    # A schedule that never leaves the coarsest level (ε above every node error).
-    coarsest = keras_agd.schedules.ExponentialAnnealing(1e30, 1.0)
+    # ε of 1e30, 5e29 and 2.5e29, then the real samples: three levels above every error.
+    coarsest = keras_agd.schedules.ExponentialAnnealing(1e30, 0.5, final_epsilon=1e30 * 0.5**2.5)
 
-    def epoch_seconds(kind):
+    def compiled(optimizer):
         keras.utils.set_random_seed(0)
         model = keras.Sequential(
             [
@@ -371,35 +453,58 @@ def run_synthetic_workload(args):
             ]
         )
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        callbacks = []
-        if kind == "mosaic":
-            optimizer = keras_agd.AGD(learning_rate=0.05, momentum=0.9)
-            annealing = keras_agd.Annealing(
-                codebook, coarsest, mosaic_batch_size=args.mosaic_batch_size
-            )
-            data, callbacks = keras_agd.mosaic_dataset(annealing, x, y), [annealing]
-        else:
-            optimizer = keras.optimizers.SGD(0.05, momentum=0.9)
-            data = tf.data.Dataset.from_tensor_slices((x, y)).batch(args.batch_size).prefetch(2)
         model.compile(optimizer=optimizer, loss=loss, jit_compile=True)
-        recorder = Recorder(examples_per_epoch=n)
-        model.fit(data, epochs=3, verbose=0, callbacks=[recorder.clock, *callbacks, recorder])
-        # The first epoch includes tracing and XLA compilation.
-        return [b["seconds"] - a["seconds"] for a, b in zip(recorder.curve, recorder.curve[1:])]
+        return model
 
-    mosaic, full = [], []
+    def mosaic_levels():
+        start = time.perf_counter()
+        curriculum = keras_agd.Curriculum(
+            x,
+            y,
+            codebook=codebook,
+            schedule=coarsest,
+            batch_size=args.batch_size,
+            mosaic_batch_size=args.mosaic_batch_size,
+            seed=0,
+        )
+        plan = time.perf_counter() - start
+        model = compiled(keras_agd.AGD(curriculum, learning_rate=0.05, momentum=0.9))
+        times = StepTimes()
+        train = curriculum.dataset(model, steps_per_epoch=curriculum.mosaic_steps)
+        model.fit(train, epochs=1, verbose=0, callbacks=[times], shuffle=False)
+        seconds = times.step_seconds()
+        levels = [
+            sum(seconds[step] for step in range(level.first_step, level.first_step + level.steps))
+            for level in curriculum.levels[1:]
+        ]
+        return plan, levels, curriculum
+
+    def full_epochs():
+        model = compiled(keras.optimizers.SGD(0.05, momentum=0.9))
+        data = tf.data.Dataset.from_tensor_slices((x, y)).batch(args.batch_size).prefetch(2)
+        clock = EpochClock()
+        model.fit(data, epochs=3, verbose=0, callbacks=[clock], shuffle=False)
+        return clock.seconds[1:]  # The first epoch includes tracing and XLA compilation.
+
+    plans, mosaic, full = [], [], []
     for _ in range(args.seeds):  # Interleaved repeats.
-        mosaic += epoch_seconds("mosaic")
-        full += epoch_seconds("full")
+        plan, levels, curriculum = mosaic_levels()
+        plans.append(plan)
+        mosaic += levels
+        full += full_epochs()
     frontier = codebook.frontier(np.inf)
     return {
         "n_samples": n,
         "codebook_build_s": build,
         "coarsest_frontier_size": int(frontier.size),
-        "mgd_epoch_s_median": statistics.median(mosaic),
+        "mosaic_level_steps": [level.steps for level in curriculum.levels],
+        "mosaic_batch_size": curriculum.mosaic_batch_size,
+        "full_epoch_steps": curriculum.steps_per_epoch,
+        "curriculum_plan_s": plans,
+        "mosaic_level_s_median": statistics.median(mosaic),
         "full_epoch_s_median": statistics.median(full),
-        "mgd_epoch_share_of_full": statistics.median(mosaic) / statistics.median(full),
-        "mgd_epoch_s": mosaic,
+        "mosaic_level_share_of_full": statistics.median(mosaic) / statistics.median(full),
+        "mosaic_level_s": mosaic,
         "full_epoch_s": full,
     }
 

@@ -2,17 +2,18 @@
 
 Trains a small MLP with AGD (layer-adaptive rates on) on the digits data set, under
 `MultiWorkerMirroredStrategy` when `TF_CONFIG` is set, else on one device, and writes
-`result-<worker>.json`: the logs of each epoch, the final weights, and for each epoch a
-fingerprint of every item this worker trained on (and the plan's own items, so that
-the test can check that each item is seen exactly once across workers).
+`result-<worker>.json`: the logs of each epoch, the final weights, the step the run
+started from, and for every step it trained a fingerprint of each item this worker
+trained on, beside the fingerprints of the whole batch `Curriculum.batch(step)`, so
+that the test can check which share of which batch each worker trained.
 
-    python multi_worker_job.py '{"out": DIR, "misuse": true, "backup": DIR, "torn_save": [0, 1]}'
+    python multi_worker_job.py '{"out": DIR, "misuse": true, "backup": DIR, "torn_save": [0, 3]}'
 
-`misuse` first tries fits that must be refused; `input_context` trains on
+`misuse` first builds streams that must be refused; `input_context` trains on
 `distribute_datasets_from_function` (each worker reads its share only); `backup` adds
-the chief's backup;
-`torn_save: [worker, epoch]` makes that worker die halfway through writing that
-epoch's backup.
+the chief's backup after every step; `torn_save: [worker, step]` makes that worker
+die halfway through writing the backup taken when the optimizer is at that step;
+`extra_steps: n` trains n more steps in a second `fit` and records the weights again.
 """
 
 import hashlib
@@ -27,6 +28,9 @@ import tensorflow as tf
 from sklearn.datasets import load_digits
 
 import keras_agd
+
+STEPS_PER_EPOCH = 4
+EPOCHS = 4
 
 config = json.loads(sys.argv[1])
 out = config["out"]
@@ -53,30 +57,50 @@ codebook = keras_agd.multi_worker.shared_codebook(
 )
 
 
+def make_curriculum(seed):
+    return keras_agd.Curriculum(
+        x, y, schedule=2, codebook=codebook, batch_size=96, mosaic_batch_size=384, seed=seed
+    )
+
+
+curriculum = make_curriculum(0)
+
+
 def fingerprints(inputs, weights):
-    """One string per item of nonzero weight: its input bytes and weight."""
+    """One string per item: its input bytes and weight."""
     return [
         hashlib.blake2b(row.tobytes() + np.float32(w).tobytes(), digest_size=8).hexdigest()
         for row, w in zip(inputs, weights)
-        if w > 0
     ]
 
 
-seen = []
+def planned(step):
+    """The fingerprints of the whole batch of `step`, from `Curriculum.batch`."""
+    rows, weights = curriculum.batch(step)
+    n = len(x)
+    codewords = codebook.codewords_[np.maximum(rows - n, 0)]
+    inputs = np.where((rows >= n)[:, None], codewords, x[rows % n])
+    return fingerprints(inputs.astype(np.float32), weights)
+
+
+trained = []  # [step, fingerprints of this worker's items] for every step trained.
+
+
+def record(step, inputs, weights):
+    trained.append([int(step), fingerprints(inputs, weights)])
+    return np.int64(0)
 
 
 class RecordingModel(keras.Sequential):
     def train_step(self, data):
         inputs, _, weights = data
-        tf.numpy_function(
-            lambda a, w: np.int64(seen.extend(fingerprints(a, w)) or 0),
-            [inputs, weights],
-            tf.int64,
-        )
+        # The step counter before this step's update (ordered by the graph's control
+        # dependencies): the step whose batch this is.
+        tf.numpy_function(record, [self.optimizer.iterations, inputs, weights], tf.int64)
         return super().train_step(data)
 
     def save_weights(self, filepath, overwrite=True, **kwargs):
-        if config.get("torn_save") != [task, len(epochs) - 1]:
+        if config.get("torn_save") != [task, int(self.optimizer.iterations.numpy())]:
             return super().save_weights(filepath, overwrite=overwrite, **kwargs)
         # Dies halfway through writing the backup: a torn file, as a kill leaves it.
         whole = filepath.removesuffix(".weights.h5") + ".whole.weights.h5"
@@ -87,101 +111,94 @@ class RecordingModel(keras.Sequential):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-keras.utils.set_random_seed(0)
-with strategy.scope():
+def make_model(curriculum):
     model = RecordingModel(
         [keras.Input((64,)), keras.layers.Dense(32, "relu"), keras.layers.Dense(10)]
     )
     model.compile(
-        optimizer=keras_agd.AGD(learning_rate=0.05, momentum=0.9, layer_adaptive=True),
+        optimizer=keras_agd.AGD(curriculum, learning_rate=0.05, momentum=0.9, layer_adaptive=True),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        # The recording above calls back into Python.
+        jit_compile=False,
     )
-keras_agd.multi_worker.prepare_model(model)
-annealing = keras_agd.Annealing(
-    codebook,
-    keras_agd.schedules.from_codebook(codebook, 2),
-    batch_size=96,
-    mosaic_batch_size=384,
-    seed=0,
-)
-
-epochs = []
+    return model
 
 
 def misuse():
-    """Mistakes that would train items twice or on other items than the peers: refused."""
+    """Streams that would train other items than the peers: refused on every worker."""
     errors = []
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    other_seed = keras_agd.Annealing(codebook, annealing.schedule, 96, 384, seed=task)
-    context = tf.distribute.InputContext(2, task, 2)
-    for callback, dataset in (
-        (annealing, lambda: keras_agd.mosaic_dataset(annealing, x, y).with_options(options)),
-        (
-            annealing,
-            lambda: strategy.experimental_distribute_dataset(
-                keras_agd.mosaic_dataset(annealing, x, y)
-            ),
+    other = make_curriculum(task)  # Seed 0 on the chief, 1 on worker 1.
+    with strategy.scope():
+        other_model = make_model(other)
+    for stream in (
+        # Every worker's stream and AGD of its own curriculum (e.g. `seed=None` with
+        # an unseeded RNG): only the workers' collective check can tell.
+        lambda: other.dataset(other_model),
+        # Worker 1 alone streams another curriculum than its AGD's: it must not leave
+        # the chief waiting in the collective check.
+        lambda: other.dataset(model),
+        # The first case again, the stream built in distribute_datasets_from_function.
+        lambda: strategy.distribute_datasets_from_function(
+            lambda context: other.dataset(other_model, input_context=context)
         ),
-        (annealing, lambda: keras_agd.mosaic_dataset(annealing, x, y, input_context=context)),
-        (other_seed, lambda: keras_agd.mosaic_dataset(other_seed, x, y)),
     ):
         try:
-            model.fit(dataset(), epochs=1, verbose=0, callbacks=[callback])
+            stream()
+            errors.append(None)
         except ValueError as error:
             errors.append(str(error))
     return errors
 
 
+keras.utils.set_random_seed(0)
+with strategy.scope():
+    model = make_model(curriculum)
+keras_agd.multi_worker.prepare_model(model)
 errors = misuse() if config.get("misuse") else []
-if config.get("input_context"):
-    # Each worker reads only its share of each batch.
-    data = strategy.distribute_datasets_from_function(
-        lambda context: keras_agd.mosaic_dataset(annealing, x, y, input_context=context)
-    )
-else:
-    data = keras_agd.mosaic_dataset(annealing, x, y)
+
+
+def stream(steps_per_epoch):
+    if config.get("input_context"):
+        # Each worker reads only its share of each batch.
+        return strategy.distribute_datasets_from_function(
+            lambda context: curriculum.dataset(
+                model, steps_per_epoch=steps_per_epoch, input_context=context
+            )
+        )
+    return curriculum.dataset(model, steps_per_epoch=steps_per_epoch)
+
+
+epochs = []
 
 
 class Record(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-        plan = annealing.plan
-        start = plan.skip_batches * plan.batch_size
-        rows, weights = plan.rows[start:], plan.weights[start:]
-        n = len(x)
-        inputs = np.where(
-            (rows >= n)[:, None], codebook.codewords_[np.maximum(rows - n, 0)], x[rows % n]
-        )
-        del seen[:]
-        self.planned = fingerprints(inputs.astype(np.float32), weights)
-        self.batches = (len(rows), plan.batch_size)
+    def on_train_begin(self, logs=None):
+        # After the backup's restore, when there is one (it comes first in `callbacks`).
+        self.first_step = int(self.model.optimizer.iterations.numpy())
 
     def on_epoch_end(self, epoch, logs=None):
-        epochs.append(
-            {
-                "epoch": epoch,
-                "logs": {key: float(value) for key, value in logs.items()},
-                "seen": list(seen),
-                "planned": self.planned,
-                "items_and_batch_size": self.batches,
-            }
-        )
+        epochs.append({"epoch": epoch, "logs": {key: float(value) for key, value in logs.items()}})
 
 
-callbacks = [annealing, keras_agd.LayerFactorLogger(), Record()]
+record_callback = Record()
+callbacks = [keras_agd.CurriculumLogger(), keras_agd.LayerFactorLogger(), record_callback]
 if config.get("backup"):
-    callbacks.append(keras_agd.multi_worker.backup_and_restore(config["backup"]))
-model.fit(data, epochs=4, verbose=0, callbacks=callbacks)
-optimizer = model.optimizer
+    callbacks.insert(0, keras_agd.multi_worker.backup_and_restore(config["backup"], save_freq=1))
+model.fit(stream(STEPS_PER_EPOCH), epochs=EPOCHS, verbose=0, callbacks=callbacks)
+result = {
+    "epochs": epochs,
+    "errors": errors,
+    "built_codebook": bool(built),
+    "first_step": record_callback.first_step,
+    "weights": [w.tolist() for w in model.get_weights()],
+    "iterations": int(model.optimizer.iterations.numpy()),
+}
+if config.get("extra_steps"):
+    model.fit(stream(config["extra_steps"]), epochs=1, verbose=0)
+    result["extended_weights"] = [w.tolist() for w in model.get_weights()]
+    result["extended_iterations"] = int(model.optimizer.iterations.numpy())
+steps = sorted({step for step, _ in trained})
+result["trained"] = trained
+result["planned"] = {str(step): planned(step) for step in steps}
 with open(os.path.join(out, f"result-{task}.json"), "w") as file:
-    json.dump(
-        {
-            "epochs": epochs,
-            "errors": errors,
-            "built_codebook": bool(built),
-            "weights": [w.tolist() for w in model.get_weights()],
-            "annealing": optimizer.annealing_state.read(),
-            "iterations": int(optimizer.iterations.numpy()),
-        },
-        file,
-    )
+    json.dump(result, file)

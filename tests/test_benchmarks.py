@@ -4,6 +4,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -15,7 +16,7 @@ def test_time_to_accuracy_harness_writes_curves_summary_and_plot(mnist_path, tmp
 
     arguments = ["--mnist", str(mnist_path), "--out", str(tmp_path), "--seeds", "1"]
     arguments += ["--train-samples", "2000", "--hidden", "16", "--epochs", "2"]
-    arguments += ["--mosaic-epochs", "2", "--regular-epochs", "1", "--mosaic-batch-size", "256"]
+    arguments += ["--mosaic-levels", "2", "--regular-epochs", "1", "--mosaic-batch-size", "256"]
     arguments += ["--methods", "sgd", "agd", "random_subset", "agd_proportional", "large_batch_sgd"]
     time_to_accuracy.main(arguments)
     result = json.loads((tmp_path / "mnist.json").read_text())
@@ -30,25 +31,39 @@ def test_time_to_accuracy_harness_writes_curves_summary_and_plot(mnist_path, tmp
     # Optimizer steps per epoch: 2000 samples at batch 128, and at the mosaic batch 256.
     assert [point["steps"] for point in result["runs"]["sgd"][0]] == [16, 32]
     assert [point["steps"] for point in result["runs"]["large_batch_sgd"][0]] == [8, 16]
+    # AGD: a point after each of the 2 levels and after the one pass over the samples.
     agd_curve = result["runs"]["agd"][0]
     assert [point["mosaic_phase"] for point in agd_curve] == [1.0, 1.0, 0.0]
-    assert agd_curve[-1]["examples"] < 3 * 2000  # Mosaic epochs cost the frontier size.
+    mosaic_steps = agd_curve[1]["steps"]
+    assert agd_curve[-1]["steps"] == mosaic_steps + 16
+    # Every batch is full: mosaic steps of 256 items, then 16 of 128.
+    assert agd_curve[-1]["examples"] == mosaic_steps * 256 + 16 * 128 < 3 * 2000
+    epsilons = [point["epsilon"] for point in agd_curve]
+    assert epsilons[0] > epsilons[1] > epsilons[2] == 0.0
     seconds = [point["seconds"] for point in agd_curve]
     assert seconds == sorted(seconds)
+    assert all(np.isfinite(point["loss"]) for point in agd_curve)
     summary = result["summary"]["methods"]
     assert summary["sgd"]["ratio_to_sgd"] == 1.0
     assert summary["agd"]["codebook_build_s"] > 0 == summary["random_subset"]["codebook_build_s"]
+    # Planning the curriculum is part of AGD's training time: the first point is later.
+    assert (
+        seconds[0] > summary["agd"]["curriculum_plan_s"] > 0 == summary["sgd"]["curriculum_plan_s"]
+    )
 
 
 @pytest.mark.slow
-def test_synthetic_workload_times_mgd_and_full_epochs(tmp_path):
+def test_synthetic_workload_times_mosaic_levels_and_full_epochs(tmp_path):
     import time_to_accuracy
 
     arguments = ["--workload", "synthetic", "--synthetic-samples", "20000", "--seeds", "1"]
     result = time_to_accuracy.main([*arguments, "--out", str(tmp_path)])
     assert result["coarsest_frontier_size"] == 10
-    assert len(result["mgd_epoch_s"]) == len(result["full_epoch_s"]) == 2
-    assert 0 < result["mgd_epoch_share_of_full"]
+    # Three levels of the 10 codewords, one batch of 1024 items each.
+    assert result["mosaic_level_steps"] == [1, 1, 1]
+    assert len(result["mosaic_level_s"]) == len(result["full_epoch_s"]) == 2
+    assert 0 < result["mosaic_level_share_of_full"]
+    assert len(result["curriculum_plan_s"]) == 1
 
 
 @pytest.mark.slow
@@ -57,13 +72,13 @@ def test_mosaic_study_gives_every_arm_the_same_budget(mnist_path, tmp_path):
 
     arguments = ["--mnist", str(mnist_path), "--out", str(tmp_path), "--seeds", "1"]
     arguments += ["--train-samples", "2048", "--validation-samples", "500", "--hidden", "16"]
-    arguments += ["--budget-epochs", "2", "--mosaic-epochs", "2", "--mosaic-batch-size", "256"]
+    arguments += ["--budget-epochs", "2", "--mosaic-levels", "2", "--mosaic-batch-size", "256"]
     arguments += ["--arms", "sgd", "large_batch_sgd", "phased_sgd", "agd", "group_means"]
     arguments += ["--rates", json.dumps(dict.fromkeys(mosaic_study.ARMS, 0.1)), "--name", "t"]
     result = mosaic_study.main(arguments)
     assert json.loads((tmp_path / "t.json").read_text())["regime"] == "t"
     # One epoch of examples in the mosaic phase: 2048 / 256 = 8 steps over 2 levels.
-    assert result["mosaic_batches_per_level"] == 4 and result["mosaic_steps"] == 8
+    assert result["steps_per_level"] == 4 and result["mosaic_steps"] == 8
     final = {arm: curves[0][-1] for arm, curves in result["runs"].items()}
     assert final["sgd"]["steps"] == 2 * 16 and final["sgd"]["examples"] == 2 * 2048
     assert final["large_batch_sgd"]["steps"] == 2 * 8
@@ -109,8 +124,44 @@ def test_ablation_codebooks_keep_the_tree_and_change_only_the_codewords():
 def test_regular_phase_pipeline_times_both_pipelines(mnist_path):
     import regular_phase_pipeline
 
-    arguments = ["--mnist", str(mnist_path), "--repeats", "1", "--hidden", "8"]
+    arguments = ["--mnist", str(mnist_path), "--repeats", "2", "--hidden", "8", "4"]
     result = regular_phase_pipeline.main([*arguments, "--train-samples", "3000"])
-    # Two regular epochs of each, after the compiling ones.
-    assert [len(v) for v in result["epoch_seconds"].values()] == [2, 2]
-    assert result["ratio_mosaic_dataset_to_plain"] > 0
+    assert [model["hidden"] for model in result["models"]] == [8, 4]
+    for model in result["models"]:
+        # Two interleaved rounds of one regular epoch each, after the warm-up epochs.
+        assert [len(v) for v in model["epoch_seconds"].values()] == [2, 2]
+        assert [len(v) for v in model["step_ms"].values()] == [2, 2]
+        # 24 full batches of the stream against 3000 samples (23 full, one partial).
+        assert model["samples_per_epoch"] == {
+            "curriculum_dataset": 24 * 128,
+            "from_tensor_slices": 3000,
+        }
+        assert model["ratio_curriculum_dataset_to_plain"] > 0
+        assert model["step_ratio_curriculum_dataset_to_plain"] > 0
+
+
+@pytest.mark.slow
+def test_scale_benchmark_times_level_boundaries_on_a_small_memory_map(mnist_path, tmp_path):
+    import scale
+
+    arguments = ["--mnist", str(mnist_path), "--samples", "3000", "--data-dir", str(tmp_path)]
+    arguments += ["--batch-size", "64", "--mosaic-batch-size", "128", "--mosaic-levels", "3"]
+    result = scale.main([*arguments, "--repeats", "1"])
+    assert result["codebook"]["data"]["n_samples"] == 3000
+    train = result["train"]
+    levels = train["levels"]
+    assert len(levels) == 3
+    assert train["mosaic_steps"] == sum(level["steps"] for level in levels)
+    assert train["steps_per_epoch"] == -(-3000 // 64)
+    boundaries = train["level_boundaries"]
+    assert [b["first_step"] for b in boundaries["boundaries"]] == [
+        level["first_step"] for level in levels[1:]
+    ]
+    assert boundaries["batch_size"] == 128
+    assert boundaries["median_step_seconds"] > 0
+    assert all(b["first_step_seconds"] > 0 for b in boundaries["boundaries"])
+    assert len(train["agd_regular_samples_per_second"]) == 2
+    assert len(train["plain_samples_per_second"]) == 1
+    assert train["regular_throughput_vs_plain_median"] > 0
+    assert all(np.isfinite(train["loss"]))
+    assert not any(path.name.endswith(".u8") for path in tmp_path.iterdir())  # Removed.

@@ -191,7 +191,7 @@ def test_the_stream_yields_the_batches_of_the_optimizers_step(digits, mode, in_m
         x, y, schedule=2, batch_size=40, mosaic_batch_size=90, mode=mode, seed=5, steps_per_level=2
     )
     model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
-    model.compile(keras.optimizers.SGD(0.0), "sparse_categorical_crossentropy")
+    model.compile(keras_agd.AGD(curriculum, 0.0), "sparse_categorical_crossentropy")
     codewords = curriculum.codebook.codewords_
     node_labels = curriculum.codebook.node_label_
     n_samples = len(y)
@@ -229,7 +229,7 @@ def test_a_schedule_that_never_reaches_the_samples_is_refused(digits):
     ("kwargs", "error", "match"),
     [
         ({"schedule": "six"}, TypeError, "`schedule` must be a keras_agd.schedules"),
-        ({"schedule": 0}, ValueError, "`levels` must be an integer >= 1"),
+        ({"schedule": 0}, ValueError, "`schedule` must be an integer >= 1"),
         ({"batch_size": 0}, ValueError, "`batch_size` must be an integer >= 1"),
         ({"batch_size": 2**40}, ValueError, "`batch_size` must be an integer"),
         ({"mosaic_batch_size": 1.5}, ValueError, "`mosaic_batch_size` must be an integer"),
@@ -251,3 +251,14 @@ def test_a_codebook_of_other_data_is_refused(digits):
     codebook = HierarchicalCodebook(branching=4, random_state=0).fit(x[:500], y[:500])
     with pytest.raises(ValueError, match="fit on different training data"):
         Curriculum(x, y, codebook=codebook)
+
+
+def test_from_config_rebuilds_the_same_plan(digits):
+    x, y = digits
+    curriculum = Curriculum(x, y, schedule=3, mode="proportional", steps_per_level=2, seed=9)
+    again = Curriculum.from_config(curriculum.get_config(), x, y, codebook=curriculum.codebook)
+    assert again.digest == curriculum.digest
+    np.testing.assert_array_equal(again.mosaic_rows, curriculum.mosaic_rows)
+    with pytest.raises(ValueError, match="the data or codebook differ"):
+        other = HierarchicalCodebook(branching=3, random_state=0).fit(x, y)
+        Curriculum.from_config(curriculum.get_config(), x, y, codebook=other)

@@ -1,38 +1,69 @@
-"""The usage shown in the design card runs as written (on a slice of MNIST)."""
+"""The usage snippet of the README runs as written (on a slice of MNIST) and is the README's."""
 
-import keras
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import keras_agd
 
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+SNIPPET = """\
+import keras
+import keras_agd
+
+(x_train, y_train), (x_test, y_test) = keras_agd.datasets.load_mnist()
+x_train, x_test = x_train.astype("float32") / 255.0, x_test.astype("float32") / 255.0
+model = keras.Sequential(
+    [
+        keras.Input((28, 28)),
+        keras.layers.Flatten(),
+        keras.layers.Dense(512, activation="relu"),
+        keras.layers.Dense(256, activation="relu"),
+        keras.layers.Dense(10),
+    ]
+)
+
+curriculum = keras_agd.Curriculum(x_train, y_train, schedule=6)
+model.compile(
+    optimizer=keras_agd.AGD(curriculum, learning_rate=0.05, momentum=0.9),
+    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    metrics=["accuracy"],
+    jit_compile=True,
+)
+model.fit(curriculum.dataset(model), epochs=3, validation_data=(x_test, y_test))
+"""
+
+
+def test_the_readme_shows_the_snippet():
+    assert f"```python\n{SNIPPET}```" in README.read_text()
+
 
 @pytest.mark.slow
-def test_design_card_snippet_runs_as_written(mnist_path):
+@pytest.mark.filterwarnings("ignore:`shuffle=True` was passed")
+def test_the_snippet_runs_as_written(mnist_path, tmp_path, monkeypatch):
+    # The same file layout, cut to 2,000 training and 500 test images, found the way
+    # `load_mnist()` finds it: through the environment variable.
     (x_train, y_train), (x_test, y_test) = keras_agd.datasets.load_mnist(mnist_path)
-    x_train, y_train = x_train[:3000].astype(np.float32) / 255.0, y_train[:3000]
-    x_test, y_test = x_test[:500].astype(np.float32) / 255.0, y_test[:500]
-    model = keras.Sequential(
-        [keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Dense(64, "relu")]
-        + [keras.layers.Dense(10)]
+    small = tmp_path / "mnist.npz"
+    np.savez(
+        small,
+        x_train=x_train[:2000],
+        y_train=y_train[:2000],
+        x_test=x_test[:500],
+        y_test=y_test[:500],
     )
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-    codebook = keras_agd.HierarchicalCodebook(branching=5).fit(x_train, y_train)
-    annealing = keras_agd.Annealing(
-        codebook,
-        keras_agd.schedules.ExponentialAnnealing(7.5, 0.999),
-        batch_size=128,
-        mosaic_batch_size=4096,
-    )
-    optimizer = keras_agd.AGD(learning_rate=0.1, mosaic_learning_rate=0.8, momentum=0.9)
-    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=True)
-    train = keras_agd.mosaic_dataset(annealing, x_train, y_train)
-    history = model.fit(
-        train, epochs=2, validation_data=(x_test, y_test), verbose=0, callbacks=[annealing]
-    )
-
-    assert history.history["annealing_step"] == [0, 1] and optimizer.phase == "mosaic"
-    assert optimizer.epsilon == pytest.approx(7.5 * 0.999)
-    # ε = 7.5 is above every class's mean error in [0, 1] pixels: the class means.
-    assert history.history["frontier_size"] == [10, 10]
+    monkeypatch.setenv(keras_agd.datasets.MNIST_ENV_VAR, str(small))
+    namespace = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exec(compile(SNIPPET, "README.md", "exec"), namespace)  # noqa: S102
+    assert not [w for w in caught if "mosaic phase" in str(w.message)]
+    model, curriculum = namespace["model"], namespace["curriculum"]
+    assert len(curriculum.levels) == 6 and 0 < curriculum.mosaic_steps < curriculum.steps_per_epoch
+    assert int(model.optimizer.iterations) == 3 * curriculum.steps_per_epoch == 3 * 16
+    assert model.optimizer.phase == "regular"
+    accuracy = model.evaluate(namespace["x_test"], namespace["y_test"], verbose=0)[1]
+    assert accuracy > 0.8

@@ -1,7 +1,11 @@
-"""The annealing data path: Annealing callback -> mosaic_dataset -> fit -> AGD."""
+"""The AGD stream in `fit`: what each step reads, what Keras logs, and every way to resume.
+
+Curriculum -> `curriculum.dataset(model)` -> `model.fit` -> AGD, on scikit-learn's digits.
+The stream yields the batch of `optimizer.iterations`, so every check compares with
+`Curriculum.batch(step)` or with an uninterrupted run of the same number of steps.
+"""
 
 import importlib
-import warnings
 
 import keras
 import numpy as np
@@ -10,7 +14,19 @@ import tensorflow as tf
 from sklearn.datasets import load_digits
 
 import keras_agd
-from keras_agd import AGD, Annealing, HierarchicalCodebook, Source, mosaic_dataset, schedules
+from keras_agd import AGD, Curriculum, CurriculumLogger, HierarchicalCodebook, Source
+
+pytestmark = [
+    # Keras warns on every `fit` of a tf.data.Dataset that `shuffle` is ignored.
+    pytest.mark.filterwarnings("ignore:`shuffle=True` was passed"),
+    # Short fits that stop on codewords on purpose (the warning is tested in test_agd.py).
+    pytest.mark.filterwarnings("ignore:Training stopped at step"),
+]
+
+# The module (`keras_agd.mosaic_dataset` is the function of the same name).
+stream_module = importlib.import_module("keras_agd.mosaic_dataset")
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+STEPS = 10  # Keras-epoch length of the fits below: the mosaic phase ends inside epoch 2.
 
 
 @pytest.fixture(scope="module")
@@ -21,19 +37,17 @@ def data():
 
 @pytest.fixture(scope="module")
 def codebook(data):
-    return HierarchicalCodebook(branching=4, random_state=0).fit(*data)
+    return HierarchicalCodebook(branching=3, random_state=0).fit(*data)
 
 
-def annealing(codebook, mosaic_epochs=3, **kwargs):
-    kwargs = {"batch_size": 64, "mosaic_batch_size": 256, "seed": 1, **kwargs}
-    return Annealing(codebook, schedules.from_codebook(codebook, mosaic_epochs), **kwargs)
+def make_curriculum(x, y, codebook, **kwargs):
+    kwargs = {"schedule": 3, "batch_size": 32, "mosaic_batch_size": 128, "seed": 1, **kwargs}
+    return Curriculum(x, y, codebook=codebook, **kwargs)
 
 
-def agd(**kwargs):
-    return AGD(learning_rate=0.05, mosaic_learning_rate=0.2, momentum=0.9, **kwargs)
-
-
-LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+@pytest.fixture(scope="module")
+def curriculum(data, codebook):
+    return make_curriculum(*data, codebook)
 
 
 def mlp():
@@ -47,189 +61,183 @@ def mlp():
     )
 
 
-def compiled(optimizer=None, jit_compile=False):
+def compiled(curriculum, *, jit_compile=False, learning_rate=0.05, mosaic_learning_rate=0.2):
     keras.utils.set_random_seed(0)
     model = mlp()
-    model.compile(optimizer or agd(), LOSS, metrics=["accuracy"], jit_compile=jit_compile)
+    optimizer = AGD(curriculum, learning_rate, mosaic_learning_rate, momentum=0.9)
+    model.compile(optimizer, LOSS, metrics=["accuracy"], jit_compile=jit_compile)
     return model
 
 
-def plan_epoch(codebook, epsilon, step, **kwargs):
-    """`keras_agd.annealing.plan_epoch` with this module's defaults."""
-    defaults = {"criterion": "mean", "batch_size": 64, "mosaic_batch_size": 256, "seed": 0}
-    defaults["pad_batches"] = True
-    return keras_agd.annealing.plan_epoch(codebook, epsilon, step, **{**defaults, **kwargs})
-
-
-def read_epoch(writer, dataset, step):
-    """Drives the callback by hand (as `fit` would) and reads epoch `step` of `dataset`."""
-    model = compiled()
-    writer.set_model(model)
-    writer.on_train_begin()
-    state = model.optimizer.annealing_state
-    state.step.assign(step)
-    state.epoch_start_iteration.assign(-1)
-    writer.on_epoch_begin(step)
-    try:
-        batches = [tuple(t.numpy() for t in batch) for batch in dataset]
-    finally:
-        writer.on_train_end()
-    xs, ys, ws = (np.concatenate(parts) for parts in zip(*batches))
-    return xs, ys, ws, [len(b[0]) for b in batches]
-
-
-def test_weighted_epoch_is_the_frontier_with_omega_weights(codebook, data):
-    x, y = data
-    writer = annealing(codebook, mosaic_batch_size=64, pad_batches=False)
-    xs, ys, ws, batches = read_epoch(writer, mosaic_dataset(writer, x, y), step=0)
-    frontier = codebook.frontier(writer.plan.epsilon)
-    assert len(xs) == frontier.size == writer.plan.frontier_size and writer.plan.mosaic
-    assert batches[0] == 64
-    np.testing.assert_allclose(ws.mean(), 1.0, rtol=1e-5)
-    codewords = codebook.codewords_[frontier.nodes].reshape(-1, 8, 8)
-    order = np.lexsort(xs.reshape(len(xs), -1).T)
-    expected_order = np.lexsort(codewords.reshape(len(codewords), -1).T)
-    np.testing.assert_allclose(xs[order], codewords[expected_order], atol=1e-6)
-    np.testing.assert_array_equal(ys[order], codebook.node_label_[frontier.nodes][expected_order])
-    omega = frontier.node_weights[expected_order] * frontier.size / len(x)
-    np.testing.assert_allclose(ws[order], omega, rtol=1e-5)
-
-
-def test_per_sample_epoch_replaces_every_sample_by_its_codeword(codebook, data):
-    x, y = data
-    writer = annealing(codebook, mode="per_sample", mosaic_batch_size=500, pad_batches=False)
-    xs, ys, ws, batches = read_epoch(writer, mosaic_dataset(writer, x, y), step=0)
-    assert len(xs) == len(x) and batches == [500, 500, 500, 297]
-    np.testing.assert_array_equal(ws, 1.0)
-    chosen = codebook.quantize(np.arange(len(x)), writer.plan.epsilon)
-    expected = np.where(chosen[:, None] >= 0, codebook.codewords_[chosen], x.reshape(len(x), -1))
-    got = xs.reshape(len(xs), -1)
-    np.testing.assert_allclose(got[np.lexsort(got.T)], expected[np.lexsort(expected.T)], atol=1e-6)
-    np.testing.assert_array_equal(np.sort(ys), np.sort(y))
-
-
-def test_proportional_epoch_draws_frontier_items_by_omega(codebook, data):
-    x, y = data
-    writer = annealing(codebook, mode="proportional", pad_batches=False)
-    xs, ys, ws, _ = read_epoch(writer, mosaic_dataset(writer, x, y), step=0)
-    frontier = codebook.frontier(writer.plan.epsilon)
-    assert len(xs) == frontier.size == writer.plan.frontier_size and writer.plan.mosaic
-    np.testing.assert_array_equal(ws, 1.0)
-    items = np.concatenate(
-        [codebook.codewords_[frontier.nodes], x[frontier.samples].reshape(-1, 64)]
+def items(x, y, codebook):
+    """Inputs and labels of every row: samples, then codewords (row N + node)."""
+    codewords = codebook.codewords_.reshape((-1, *x.shape[1:]))
+    return (
+        np.concatenate([np.asarray(x, np.float32), codewords.astype(np.float32)]),
+        np.concatenate([y, codebook.node_label_]).astype(np.int64),
     )
-    matches = np.isclose(xs.reshape(len(xs), 1, -1), items[None], atol=1e-6).all(axis=2)
-    assert matches.any(axis=1).all()  # Every item is a codeword or a sample of the frontier.
 
 
-def test_proportional_mode_is_unbiased_for_the_mosaic_risk(codebook, data):
-    # Over many epochs, the mean loss of the drawn items is eq. (6)'s omega-weighted mean.
-    x, _ = data
-    epsilon = float(schedules.from_codebook(codebook, 3)(0))
-    frontier = codebook.frontier(epsilon)
-    n = len(x)
-    loss = np.random.default_rng(0).random(n + len(codebook.codewords_))
-    items = np.concatenate([n + frontier.nodes, frontier.samples])
-    omega = np.concatenate([frontier.node_weights, np.ones(len(frontier.samples))])
-    exact = float(np.sum(omega * loss[items]) / np.sum(omega))
-    estimates = []
-    for step in range(300):
-        plan = plan_epoch(codebook, epsilon, step, mode="proportional", pad_batches=False)
-        estimates.append(np.mean(loss[plan.rows]))
-    standard_error = np.std(estimates) / np.sqrt(len(estimates))
-    assert abs(np.mean(estimates) - exact) < 4 * standard_error
-    # ... and uniform draws over the frontier (ignoring omega) would not be.
-    assert abs(np.mean(loss[items]) - exact) > 4 * standard_error
+def expected_batch(curriculum, step, table):
+    rows, weights = curriculum.batch(step)
+    return table[0][rows], table[1][rows], weights
 
 
-def test_random_subset_control_has_the_frontier_size_of_real_samples(codebook, data):
+def read(dataset):
+    return [tuple(tensor.numpy() for tensor in batch) for batch in dataset]
+
+
+def assert_batches_equal(got, expected):
+    assert len(got) == len(expected)
+    for got_batch, expected_batch_ in zip(got, expected, strict=True):
+        for a, b in zip(got_batch, expected_batch_, strict=True):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+
+
+def run(curriculum, epochs, model=None, steps=STEPS, **kwargs):
+    """Fits `model` (a fresh one by default) on the stream for `epochs` Keras epochs."""
+    model = model or compiled(curriculum)
+    model.fit(curriculum.dataset(model, steps_per_epoch=steps), epochs=epochs, verbose=0, **kwargs)
+    return model
+
+
+# --- The stream: shapes, contents, options.
+
+
+def test_element_spec_and_full_batches(curriculum):
+    model = compiled(curriculum)
+    dataset = curriculum.dataset(model)
+    x_spec, y_spec, w_spec = dataset.element_spec
+    assert (x_spec.dtype, y_spec.dtype, w_spec.dtype) == (tf.float32, tf.int64, tf.float32)
+    assert x_spec.shape.as_list() == [None, 8, 8]
+    assert y_spec.shape.as_list() == w_spec.shape.as_list() == [None]
+    assert int(dataset.cardinality()) == curriculum.steps_per_epoch == -(-1797 // 32)
+    sizes = [{len(t) for t in batch} for batch in read(dataset)]
+    mosaic = curriculum.mosaic_steps
+    assert 0 < mosaic < curriculum.steps_per_epoch
+    assert sizes == [{128}] * mosaic + [{32}] * (curriculum.steps_per_epoch - mosaic)
+
+
+@pytest.mark.parametrize("mode", ["weighted", "proportional", "per_sample", "random_subset"])
+def test_every_mode_yields_the_batches_of_the_curriculum(data, codebook, mode):
     x, y = data
-    writer = annealing(codebook, mode="random_subset", pad_batches=False)
-    xs, _, ws, _ = read_epoch(writer, mosaic_dataset(writer, x, y), step=0)
-    assert len(xs) == codebook.frontier(writer.plan.epsilon).size and writer.plan.mosaic
-    matches = (xs.reshape(len(xs), 1, -1) == x.reshape(1, len(x), -1)).all(axis=2)
-    assert matches.any(axis=1).all()  # Every item is a real sample...
-    assert len(np.unique(matches.argmax(axis=1))) == len(xs)  # ...drawn without replacement.
-    np.testing.assert_array_equal(ws, 1.0)
+    curriculum = make_curriculum(x, y, codebook, mode=mode)
+    steps = curriculum.mosaic_steps + 3
+    got = read(curriculum.dataset(compiled(curriculum), steps_per_epoch=steps))
+    table = items(x, y, codebook)
+    assert_batches_equal(got, [expected_batch(curriculum, s, table) for s in range(steps)])
+    codewords_read = (curriculum.mosaic_rows >= len(x)).any()
+    assert codewords_read == (mode != "random_subset")
 
 
-@pytest.mark.parametrize("mode", ["weighted", "proportional", "random_subset"])
-def test_mosaic_batches_fix_the_steps_of_every_mosaic_epoch(codebook, data, mode):
-    model, history = fit(codebook, data, epochs=5, mode=mode, mosaic_batches=3)
-    assert history["batches"] == history["steps_shown"] == [3, 3, 3] + [-(-len(data[0]) // 64)] * 2
-    assert history["mosaic_phase"] == [1.0, 1.0, 1.0, 0.0, 0.0]
-    assert model.optimizer.annealing_state.read()["epoch_batches"] == -(-len(data[0]) // 64)
+def level_rows(curriculum, index):
+    level = curriculum.levels[index]
+    size = curriculum.mosaic_batch_size
+    items_ = slice(level.first_step * size, (level.first_step + level.steps) * size)
+    return curriculum.mosaic_rows[items_], curriculum.mosaic_weights[items_]
 
 
 @pytest.mark.parametrize("mode", ["weighted", "random_subset"])
-def test_mosaic_batches_repeat_whole_passes_over_the_items(codebook, data, mode):
+def test_steps_per_level_repeats_whole_passes_over_the_items(data, codebook, mode):
     # Every frontier item (or subset sample) comes up floor or ceil(draws / items) times,
     # with its eq. (6) weight: the expected loss is the mosaic risk, however many steps.
-    epsilon = float(schedules.from_codebook(codebook, 3)(0))
-    frontier = codebook.frontier(epsilon)
-    plan = plan_epoch(codebook, epsilon, 0, mode=mode, mosaic_batch_size=100, mosaic_batches=7)
-    assert len(plan.rows) == 700 and plan.total_batches == 7 and plan.frontier_size == frontier.size
-    _, counts = np.unique(plan.rows, return_counts=True)
-    assert len(counts) == frontier.size and counts.max() - counts.min() <= 1
-    if mode == "weighted":
-        expected = frontier.node_weights * frontier.size / len(data[0])
-        order = np.argsort(plan.rows)
-        rows, weights = plan.rows[order], plan.weights[order]
-        n = len(data[0])
-        for node, weight in zip(frontier.nodes, expected, strict=True):
-            np.testing.assert_allclose(weights[rows == n + node], weight, rtol=1e-6)
-    else:
-        assert (plan.rows < len(data[0])).all()
-
-
-def test_mosaic_batches_draw_proportional_items_by_omega(codebook, data):
-    epsilon = float(schedules.from_codebook(codebook, 3)(0))
-    frontier = codebook.frontier(epsilon)
-    n = len(data[0])
-    plan = plan_epoch(
-        codebook, epsilon, 0, mode="proportional", mosaic_batch_size=1000, mosaic_batches=40
+    x, y = data
+    curriculum = make_curriculum(
+        x, y, codebook, mode=mode, mosaic_batch_size=100, steps_per_level=7
     )
-    items = np.concatenate([n + frontier.nodes, frontier.samples])
+    level = curriculum.levels[0]
+    rows, weights = level_rows(curriculum, 0)
+    assert len(rows) == 700 and level.steps == 7
+    items_, counts = np.unique(rows, return_counts=True)
+    assert len(items_) == level.frontier_size and counts.max() - counts.min() <= 1
+    if mode == "random_subset":
+        assert (rows < len(x)).all() and (weights == 1).all()
+        return
+    frontier = codebook.frontier(level.epsilon)
+    expected = dict(zip(len(x) + frontier.nodes, frontier.node_weights))
+    expected.update(dict.fromkeys(frontier.samples, 1.0))
+    omega = np.array([expected[row] for row in rows])
+    np.testing.assert_allclose(weights, omega * level.frontier_size / len(x), rtol=1e-6)
+
+
+def test_proportional_mode_draws_frontier_items_by_omega(data, codebook):
+    x, y = data
+    curriculum = make_curriculum(
+        x, y, codebook, mode="proportional", mosaic_batch_size=1000, steps_per_level=40
+    )
+    rows, weights = level_rows(curriculum, 0)
+    assert (weights == 1).all()
+    frontier = codebook.frontier(curriculum.levels[0].epsilon)
+    items_ = np.concatenate([len(x) + frontier.nodes, frontier.samples])
     omega = np.concatenate([frontier.node_weights, np.ones(len(frontier.samples))])
-    share = np.array([(plan.rows == item).mean() for item in items])
+    share = np.array([(rows == item).mean() for item in items_])
     np.testing.assert_allclose(share, omega / omega.sum(), atol=0.01)
+    # So the mean loss of the drawn items is eq. (6)'s omega-weighted mean, which
+    # uniform draws over the frontier would miss.
+    loss = np.random.default_rng(0).random(len(x) + len(codebook.codewords_))
+    exact = np.sum(omega * loss[items_]) / np.sum(omega)
+    assert abs(loss[rows].mean() - exact) < 0.01 < abs(loss[items_].mean() - exact)
 
 
-@pytest.mark.parametrize("step", [0, 5], ids=["mosaic", "regular"])
-def test_in_graph_and_numpy_reads_give_the_same_batches(codebook, data, monkeypatch, step):
-    # Arrays in memory are gathered in the graph, larger ones with NumPy: same batches.
+def test_graph_and_numpy_readers_give_identical_batches(data, codebook, tmp_path):
     x, y = data
-    writer = annealing(codebook)
-    in_graph = read_epoch(writer, mosaic_dataset(writer, x, y), step)
-    monkeypatch.setattr(importlib.import_module("keras_agd.mosaic_dataset"), "IN_GRAPH_BYTES", 0)
-    writer = annealing(codebook)
-    with_numpy = read_epoch(writer, mosaic_dataset(writer, x, y), step)
-    assert writer.plan.mosaic == (step == 0)
-    for a, b in zip(in_graph[:3], with_numpy[:3], strict=True):
-        np.testing.assert_array_equal(a, b)
+    np.save(tmp_path / "x.npy", x)
+    memmap = np.load(tmp_path / "x.npy", mmap_mode="r")
+    records = [{"image": image, "label": label} for image, label in zip(x, y, strict=True)]
+    in_memory = make_curriculum(x, y, codebook)
+    on_disk = make_curriculum(memmap, y, codebook)
+    as_records = make_curriculum(Source(records, x_key="image", y_key="label"), None, codebook)
+    assert stream_module._graph_reader(in_memory, in_memory.source) is not None
+    for other in (on_disk, as_records):
+        assert stream_module._graph_reader(other, other.source) is None
+        assert other.digest == in_memory.digest  # Same samples: the same curriculum.
+    model = compiled(in_memory)
+    steps = in_memory.mosaic_steps + 4
+    expected = read(in_memory.dataset(model, steps_per_epoch=steps))
+    table = items(x, y, codebook)
+    assert_batches_equal(expected, [expected_batch(in_memory, s, table) for s in range(steps)])
+    for other in (on_disk, as_records):
+        assert_batches_equal(read(other.dataset(model, steps_per_epoch=steps)), expected)
 
 
-def test_padding_gives_equal_batches_of_zero_weight_filler(codebook, data):
-    x, y = data
-    padded_writer = annealing(codebook, mosaic_batch_size=64)
-    padded = read_epoch(padded_writer, mosaic_dataset(padded_writer, x, y), step=0)
-    plain_writer = annealing(codebook, mosaic_batch_size=64, pad_batches=False)
-    plain = read_epoch(plain_writer, mosaic_dataset(plain_writer, x, y), step=0)
-    assert set(padded[3]) == {64} and len(padded[0]) == -(-len(plain[0]) // 64) * 64
-    np.testing.assert_array_equal(padded[2][: len(plain[2])], plain[2])
-    assert (padded[2][len(plain[2]) :] == 0).all()
-
-
-def test_samples_keep_their_dtype_and_are_cast_per_batch(codebook, data):
+def test_samples_keep_their_dtype_and_are_cast_per_batch(data):
     x, y = data
     raw = np.round(x * 16).astype(np.uint8)
-    raw_codebook = HierarchicalCodebook(branching=4, random_state=0).fit(raw, y)
-    writer = Annealing(raw_codebook, schedules.LinearAnnealing(1.0, 1.0, 0.5), seed=0)
-    xs, ys, _, _ = read_epoch(writer, mosaic_dataset(writer, raw, y), step=1)
-    assert xs.dtype == np.float32 and not writer.plan.mosaic
-    order = np.argsort(writer.plan.rows[: len(x)])
-    np.testing.assert_array_equal(xs[: len(x)][order], raw.astype(np.float32))
-    np.testing.assert_array_equal(ys[: len(x)][order], y)
+    unfitted = HierarchicalCodebook(branching=3, random_state=0)
+    curriculum = make_curriculum(raw, y, unfitted, schedule=2)
+    assert curriculum.source.dtype == np.uint8
+    steps = curriculum.mosaic_steps + 2
+    got = read(curriculum.dataset(compiled(curriculum), steps_per_epoch=steps))
+    table = items(raw.astype(np.float32), y, curriculum.codebook)
+    assert_batches_equal(got, [expected_batch(curriculum, s, table) for s in range(steps)])
+
+
+def test_each_iteration_starts_at_the_optimizers_step(data, codebook, curriculum):
+    model = compiled(curriculum)
+    dataset = curriculum.dataset(model, steps_per_epoch=4)
+    table = items(*data, codebook)
+    for start in (0, curriculum.mosaic_steps - 2, curriculum.mosaic_steps + 40):
+        model.optimizer.iterations.assign(start)
+        expected = [expected_batch(curriculum, s, table) for s in range(start, start + 4)]
+        assert_batches_equal(read(dataset), expected)
+        assert_batches_equal(read(dataset), expected)  # The same step, the same batch.
+
+
+def test_the_stream_needs_agd_whose_step_waits_for_the_batch(data, codebook, curriculum):
+    # A plain optimizer's traced step may increment its counter before its batch is read,
+    # so the stream would start a step late: it is refused. AGD with one rate is the control.
+    control = mlp()
+    control.compile(keras.optimizers.SGD(0.05), LOSS)
+    with pytest.raises(TypeError, match="needs the model compiled with keras_agd.AGD"):
+        curriculum.dataset(control)
+    keras.utils.set_random_seed(0)
+    model = compiled(curriculum, learning_rate=0.0, mosaic_learning_rate=0.0)
+    loss = model.fit(curriculum.dataset(model, steps_per_epoch=1), epochs=1, verbose=0)
+    x, y, weights = expected_batch(curriculum, 0, items(*data, codebook))
+    losses = keras.losses.sparse_categorical_crossentropy(y, model(x), from_logits=True)
+    expected = float(np.sum(weights * np.asarray(losses)) / len(y))
+    assert loss.history["loss"][0] == pytest.approx(expected, rel=1e-5)
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -246,228 +254,365 @@ class EpochRecorder(keras.callbacks.Callback):
         logs["batches"], logs["steps_shown"] = self.batches, self.total
 
 
-def fit(codebook, data, epochs, *, jit_compile=False, callbacks=(), transform=None, **kwargs):
-    writer = annealing(codebook, **kwargs)
-    model = compiled(jit_compile=jit_compile)
-    dataset = mosaic_dataset(writer, *data)
-    if transform is not None:
-        dataset = transform(dataset)
+def test_steps_per_level_and_the_curriculum_in_the_logs(data, codebook):
+    x, y = data
+    curriculum = make_curriculum(x, y, codebook, steps_per_level=2)
+    assert [level.steps for level in curriculum.levels] == [2, 2, 2]
+    assert curriculum.mosaic_steps == 6
+    model = compiled(curriculum)
     history = model.fit(
-        dataset, epochs=epochs, verbose=0, callbacks=[writer, EpochRecorder(), *callbacks]
+        curriculum.dataset(model, steps_per_epoch=2),
+        epochs=4,
+        verbose=0,
+        callbacks=[CurriculumLogger(), EpochRecorder()],
+    ).history
+    assert history["batches"] == history["steps_shown"] == [2, 2, 2, 2]
+    assert history["step"] == [2, 4, 6, 8]
+    assert history["annealing_level"] == [0, 1, 2, 3]
+    assert history["mosaic_phase"] == [1.0, 1.0, 1.0, 0.0]
+    levels = curriculum.levels
+    assert history["frontier_size"] == [level.frontier_size for level in levels] + [len(x)]
+    assert history["epsilon"] == pytest.approx([level.epsilon for level in levels] + [0.0])
+    assert history["learning_rate"] == pytest.approx([0.2, 0.2, 0.2, 0.05])
+
+
+def test_regular_phase_from_the_users_own_dataset(data, codebook, curriculum):
+    x, y = data
+    users = tf.data.Dataset.from_tensor_slices((x, y)).batch(100)  # 18 batches, the last 97.
+    own = read(users)
+    mosaic = curriculum.mosaic_steps
+    model = compiled(curriculum)
+    steps = mosaic + 20
+    got = read(curriculum.dataset(model, regular_dataset=users, steps_per_epoch=steps))
+    table = items(x, y, codebook)
+    assert_batches_equal(
+        got[:mosaic], [expected_batch(curriculum, s, table) for s in range(mosaic)]
     )
-    return model, history.history
+    for index, (batch_x, batch_y, batch_w) in enumerate(got[mosaic:]):
+        user_x, user_y = own[index % len(own)]  # Used as it is, then repeated.
+        np.testing.assert_array_equal(batch_x, user_x)
+        np.testing.assert_array_equal(batch_y, user_y)
+        np.testing.assert_array_equal(batch_w, np.ones(len(user_y), np.float32))
+    # A resumed run skips the batches already trained; weights of (x, y, w) batches are kept.
+    weighted = tf.data.Dataset.from_tensor_slices((x, y, np.linspace(0, 1, len(y)))).batch(100)
+    model.optimizer.iterations.assign(mosaic + 5)
+    got = read(curriculum.dataset(model, regular_dataset=weighted, steps_per_epoch=2))
+    expected = [tuple(t.numpy() for t in b) for b in weighted.skip(5).take(2)]
+    for (batch_x, batch_y, batch_w), (user_x, user_y, user_w) in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(batch_x, user_x)
+        np.testing.assert_array_equal(batch_y, user_y)
+        np.testing.assert_array_equal(batch_w, user_w.astype(np.float32))
+    # And `fit` trains on it through the switch.
+    model.optimizer.iterations.assign(0)
+    model.fit(curriculum.dataset(model, regular_dataset=users), epochs=1, verbose=0)
+    assert int(model.optimizer.iterations) == curriculum.steps_per_epoch
 
 
-def test_epochs_follow_the_plan_and_the_progress_bar_shows_each_length(codebook, data):
-    with warnings.catch_warnings():
-        warnings.filterwarnings("error", message="Your input ran out of data")
-        model, history = fit(codebook, data, epochs=5)
-    assert history["mosaic_phase"] == [1.0, 1.0, 1.0, 0.0, 0.0]
-    assert history["annealing_step"] == [0, 1, 2, 3, 4]
-    sizes = history["frontier_size"]
-    assert sizes == sorted(sizes) and sizes[0] < sizes[2] < sizes[3] == len(data[0])
-    expected = [-(-s // 256) for s in sizes[:3]] + [-(-len(data[0]) // 64)] * 2
-    assert history["batches"] == history["steps_shown"] == expected
-    assert history["learning_rate"] == pytest.approx([0.2, 0.2, 0.2, 0.05, 0.05])
+def test_augment_is_applied_only_to_regular_batches(data, codebook, curriculum):
+    steps = curriculum.mosaic_steps + 3
+    dataset = curriculum.dataset(
+        compiled(curriculum), augment=lambda x, y: (x + 100.0, y), steps_per_epoch=steps
+    )
+    table = items(*data, codebook)
+    for step, batch in enumerate(read(dataset)):
+        x, y, weights = expected_batch(curriculum, step, table)
+        shift = np.float32(100.0 if step >= curriculum.mosaic_steps else 0.0)
+        assert_batches_equal([batch], [(x + shift, y, weights)])
 
 
-def test_a_map_after_the_pipeline_keeps_every_epoch_whole(codebook, data):
-    # Keras reads an unknown-size dataset's epoch length once; the callback sets it.
-    _, plain = fit(codebook, data, epochs=5)
-    _, mapped = fit(codebook, data, epochs=5, transform=lambda d: d.map(lambda x, y, w: (x, y, w)))
-    assert mapped["batches"] == plain["batches"]
-    assert mapped["loss"] == pytest.approx(plain["loss"], rel=1e-6)
+def test_class_weight_multiplies_the_weights(data, codebook, curriculum):
+    class_weight = {0: 2.0, 3: 0.0, 9: 0.5}
+    factors = np.ones(10, np.float32)
+    for label, factor in class_weight.items():
+        factors[label] = factor
+    steps = curriculum.mosaic_steps + 3
+    dataset = curriculum.dataset(
+        compiled(curriculum), class_weight=class_weight, steps_per_epoch=steps
+    )
+    table = items(*data, codebook)
+    for step, batch in enumerate(read(dataset)):
+        x, y, weights = expected_batch(curriculum, step, table)
+        assert_batches_equal([batch], [(x, y, weights * factors[y])])
 
 
-@pytest.mark.parametrize(
-    "transform",
-    [lambda d: d.take(1), lambda d: d.filter(lambda x, y, w: tf.reduce_sum(w) > 100.0)],
-    ids=["take", "filter"],
-)
-def test_a_transformation_that_drops_batches_is_refused(codebook, data, transform):
-    with pytest.raises(ValueError, match="transformation after keras_agd.mosaic_dataset"):
-        fit(codebook, data, epochs=4, transform=transform)
+def test_input_context_shares_concatenate_to_the_global_batch(curriculum):
+    model = compiled(curriculum)
+    steps = curriculum.mosaic_steps + 3
+    whole = read(curriculum.dataset(model, steps_per_epoch=steps))
+    shares = [
+        read(
+            curriculum.dataset(
+                model,
+                steps_per_epoch=steps,
+                input_context=tf.distribute.InputContext(
+                    num_input_pipelines=2, input_pipeline_id=worker, num_replicas_in_sync=2
+                ),
+            )
+        )
+        for worker in (0, 1)
+    ]
+    assert len(shares[0]) == len(shares[1]) == len(whole)
+    for first, second, batch in zip(*shares, whole, strict=True):
+        assert len(first[0]) == len(second[0]) == len(batch[0]) // 2
+        for a, b, c in zip(first, second, batch, strict=True):
+            np.testing.assert_array_equal(np.concatenate([a, b]), c)
 
 
-def test_jit_compile_gives_the_same_results(codebook, data):
-    # Five epochs cross the mosaic-to-regular switch.
-    eager, eager_history = fit(codebook, data, epochs=5)
-    compiled_model, compiled_history = fit(codebook, data, epochs=5, jit_compile=True)
-    for a, b in zip(eager.get_weights(), compiled_model.get_weights(), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(eager_history["loss"], compiled_history["loss"], rtol=1e-5)
+def test_a_mosaic_dataset_call_is_the_curriculums_dataset(curriculum):
+    model = compiled(curriculum)
+    assert_batches_equal(
+        read(keras_agd.mosaic_dataset(curriculum, model, steps_per_epoch=3)),
+        read(curriculum.dataset(model, steps_per_epoch=3)),
+    )
 
 
-class StopAt(keras.callbacks.Callback):
-    def __init__(self, epoch, batch=None):
+# --- The logs are those of the items trained on.
+
+
+def test_logged_loss_and_accuracy_are_those_of_the_real_items(data, codebook, curriculum):
+    # With both rates 0 the model does not move, so every step can be recomputed by hand.
+    keras.utils.set_random_seed(0)
+    model = mlp()
+    model.compile(
+        AGD(curriculum, learning_rate=0.0, mosaic_learning_rate=0.0),
+        LOSS,
+        metrics=["accuracy"],
+        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="weighted_accuracy")],
+    )
+    before = model.get_weights()
+    steps, epochs = 12, 3  # Epoch 0 on codewords, 1 across the switch, 2 on samples.
+    assert steps < curriculum.mosaic_steps < 2 * steps
+    history = model.fit(
+        curriculum.dataset(model, steps_per_epoch=steps), epochs=epochs, verbose=0
+    ).history
+    for a, b in zip(before, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    table = items(*data, codebook)
+    for epoch in range(epochs):
+        loss = hits = weighted_hits = weight_sum = count = 0.0
+        for step in range(epoch * steps, (epoch + 1) * steps):
+            x, y, weights = expected_batch(curriculum, step, table)
+            logits = model.predict_on_batch(x)
+            losses = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+            # Keras' default reduction: sum(w * l) / batch size. Its loss tracker then
+            # averages the batches, each counted by its number of items.
+            loss += float(np.sum(weights * np.asarray(losses)) / len(y)) * len(y)
+            correct = np.argmax(logits, axis=1) == y
+            hits += float(np.sum(correct))
+            weighted_hits += float(np.sum(weights * correct))
+            weight_sum += float(np.sum(weights))
+            count += len(y)
+        assert history["loss"][epoch] == pytest.approx(loss / count, rel=1e-5)
+        # `metrics` ignore sample weights: the share of hits among the items trained on.
+        assert history["accuracy"][epoch] == pytest.approx(hits / count, rel=1e-6)
+        # `weighted_metrics` weigh each codeword by the samples it stands for (eq. 6).
+        assert history["weighted_accuracy"][epoch] == pytest.approx(
+            weighted_hits / weight_sum, rel=1e-5
+        )
+
+
+# --- Continuation and resume: bit-identical to an uninterrupted run.
+
+
+def state(model):
+    """The step, the weights and the optimizer's variables (its slots, rates, digest)."""
+    return (
+        int(model.optimizer.iterations),
+        model.get_weights(),
+        [v.numpy() for v in model.optimizer.variables],
+    )
+
+
+def assert_state(model, expected):
+    step, weights, variables = state(model)
+    assert step == expected[0]
+    for a, b in zip(weights, expected[1], strict=True):
+        assert np.array_equal(a, b)
+    for a, b in zip(variables, expected[2], strict=True):
+        assert np.array_equal(a, b)
+
+
+class States(dict):
+    """Step -> state, with room for the model that made them."""
+
+
+class Snapshots(keras.callbacks.Callback):
+    """Keeps the state after every step (it only reads the model)."""
+
+    def __init__(self):
+        super().__init__()
+        self.states = States()
+
+    def on_train_batch_end(self, batch, logs=None):
+        current = state(self.model)
+        self.states[current[0]] = current
+
+
+class CountingTraces(keras.Sequential):
+    """A model whose `train_step` counts the times TensorFlow traces it."""
+
+    traces = 0
+
+    def train_step(self, data):
+        CountingTraces.traces += 1
+        return super().train_step(data)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(curriculum):
+    """`uninterrupted(jit_compile)[s]`: the state after step s of one fit of 5 epochs.
+
+    `uninterrupted(jit_compile).model` is that model, `.traces` its traces of `train_step`.
+    """
+    runs = {}
+
+    def states(jit_compile=False):
+        if jit_compile not in runs:
+            snapshots = Snapshots()
+            keras.utils.set_random_seed(0)
+            model = CountingTraces([keras.Input((8, 8)), *mlp().layers])
+            model.compile(AGD(curriculum, 0.05, 0.2, momentum=0.9), LOSS, jit_compile=jit_compile)
+            CountingTraces.traces = 0
+            run(curriculum, epochs=5, model=model, callbacks=[snapshots])
+            snapshots.states.model, snapshots.states.traces = model, CountingTraces.traces
+            runs[jit_compile] = snapshots.states
+        return runs[jit_compile]
+
+    return states
+
+
+def test_a_second_fit_continues_the_curriculum(curriculum, uninterrupted):
+    model = compiled(curriculum)
+    stream = curriculum.dataset(model, steps_per_epoch=STEPS)
+    model.fit(stream, epochs=1, verbose=0)
+    assert_state(model, uninterrupted()[STEPS])
+    model.fit(stream, epochs=1, verbose=0)  # The same stream, read again from the step.
+    assert_state(model, uninterrupted()[2 * STEPS])
+    run(curriculum, epochs=1, model=model)  # A new stream of the same curriculum.
+    assert_state(model, uninterrupted()[3 * STEPS])
+
+
+def test_initial_epoch_does_not_move_the_curriculum(curriculum, uninterrupted):
+    # The curriculum follows the optimizer's steps, not Keras' epoch numbers.
+    model = compiled(curriculum)
+    history = model.fit(
+        curriculum.dataset(model, steps_per_epoch=1),
+        epochs=3,
+        initial_epoch=2,
+        verbose=0,
+        callbacks=[CurriculumLogger()],
+    ).history
+    assert history["step"] == [1] and history["annealing_level"] == [0]
+    assert history["epsilon"] == [pytest.approx(curriculum.levels[0].epsilon)]
+    assert_state(model, uninterrupted()[1])
+    run(curriculum, epochs=5, model=model, initial_epoch=4, steps=STEPS - 1)
+    assert_state(model, uninterrupted()[STEPS])
+
+
+def test_save_load_then_fit_continues(curriculum, uninterrupted, tmp_path):
+    model = run(curriculum, epochs=1)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    assert isinstance(loaded.optimizer, AGD)
+    assert loaded.optimizer.curriculum_identity["digest"] == curriculum.digest
+    assert_state(loaded, uninterrupted()[STEPS])
+    run(curriculum, epochs=1, model=loaded)
+    assert_state(loaded, uninterrupted()[2 * STEPS])
+
+
+def test_transformations_after_the_stream_keep_it_in_step(curriculum, uninterrupted):
+    model = compiled(curriculum)
+    stream = curriculum.dataset(model, steps_per_epoch=STEPS)
+    # A map keeps every batch; a take shortens every epoch, which still starts at the step.
+    model.fit(stream.map(lambda x, y, w: (x, y, w)).take(3), epochs=2, verbose=0)
+    assert_state(model, uninterrupted()[6])
+
+
+def test_training_from_a_memory_map_is_that_from_the_array(data, codebook, uninterrupted, tmp_path):
+    x, y = data
+    np.save(tmp_path / "x.npy", x)
+    memmap = np.load(tmp_path / "x.npy", mmap_mode="r")
+    assert_state(run(make_curriculum(memmap, y, codebook), epochs=2), uninterrupted()[20])
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Raises at the start of batch `batch` of epoch `epoch`."""
+
+    def __init__(self, epoch, batch):
         super().__init__()
         self.epoch, self.batch = epoch, batch
 
     def on_epoch_begin(self, epoch, logs=None):
         self.current = epoch
-        if epoch == self.epoch and self.batch is None:
-            raise RuntimeError("Interrupting training")
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.current == self.epoch and batch == self.batch:
+        if (self.current, batch) == (self.epoch, self.batch):
             raise RuntimeError("Interrupting training")
 
 
 @pytest.mark.parametrize(
-    "save_freq, stop",
-    [("epoch", (2, None)), (1, (1, 1)), (2, (3, 5)), (3, (4, 10))],
-    ids=["epoch", "batch-mosaic", "batch-regular", "batch-regular-skip"],
+    "save_freq, jit_compile",
+    [("epoch", False), (1, False), (1, True)],
+    ids=["epoch", "batch", "batch-jit"],
 )
-def test_backup_and_restore_resumes_the_same_epsilons_and_batches(
-    codebook, data, tmp_path, save_freq, stop
+def test_backup_and_restore_resumes_bit_identically(
+    curriculum, uninterrupted, tmp_path, save_freq, jit_compile
 ):
-    full, full_history = fit(codebook, data, epochs=5)
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"), save_freq=save_freq)
+    interrupt = Interrupt(2, 5) if save_freq == "epoch" else Interrupt(1, 5)  # Mid-epoch.
+    model = compiled(curriculum, jit_compile=jit_compile)
     with pytest.raises(RuntimeError, match="Interrupting"):
-        fit(codebook, data, epochs=5, callbacks=[backup, StopAt(*stop)])
-    resumed, history = fit(codebook, data, epochs=5, callbacks=[backup])
-    steps = history["annealing_step"]
-    assert steps == full_history["annealing_step"][-len(steps) :]
-    assert resumed.optimizer.annealing_state.read() == full.optimizer.annealing_state.read()
-    for a, b in zip(full.get_weights(), resumed.get_weights(), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        run(curriculum, epochs=4, model=model, callbacks=[backup, interrupt])
+    resumed = compiled(curriculum, jit_compile=jit_compile)
+    run(curriculum, epochs=4, model=resumed, callbacks=[backup])
+    # An epoch-level backup resumes at the start of epoch 2, the 5 steps done in it lost.
+    # Keras re-runs an epoch interrupted after a batch-level backup in full: 5 steps more
+    # than 4 epochs, each step on its own batch.
+    steps = 4 * STEPS + (0 if save_freq == "epoch" else 5)
+    assert_state(resumed, uninterrupted(jit_compile)[steps])
 
 
-def test_save_load_then_more_training(codebook, data, tmp_path):
-    model, _ = fit(codebook, data, epochs=2)
-    path = tmp_path / "model.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    assert isinstance(loaded.optimizer, AGD)
-    assert loaded.optimizer.annealing_state.read() == model.optimizer.annealing_state.read()
-    for a, b in zip(model.get_weights(), loaded.get_weights(), strict=True):
-        np.testing.assert_array_equal(a, b)
-    writer = annealing(codebook)
-    history = loaded.fit(mosaic_dataset(writer, *data), epochs=2, verbose=0, callbacks=[writer])
-    assert history.history["annealing_step"] == [2, 3]
+# --- XLA.
 
 
-def test_augment_runs_only_in_the_regular_phase(codebook, data):
-    x, y = data
-
-    def augment(x, y):
-        return x + 100.0, y
-
-    writer = annealing(codebook, mosaic_epochs=1)
-    dataset = mosaic_dataset(writer, x, y, augment=augment)
-    xs, *_ = read_epoch(writer, dataset, step=0)
-    assert xs.max() <= 1.0  # Mosaic epoch: not augmented.
-    xs, *_ = read_epoch(writer, dataset, step=1)
-    assert xs.min() >= 100.0
+def test_jit_compile_trains_like_the_graph(uninterrupted):
+    graph, xla = uninterrupted(False)[40], uninterrupted(True)[40]
+    for a, b in zip(graph[1], xla[1], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_memmap_and_record_sources_train_like_the_array(codebook, data, tmp_path):
-    x, y = data
-    memmap = np.lib.format.open_memmap(tmp_path / "x.npy", "w+", x.dtype, x.shape)
-    memmap[:] = x
-    memmap.flush()
-    memmap = np.load(tmp_path / "x.npy", mmap_mode="r")
-    records = [{"image": image, "label": label} for image, label in zip(x, y, strict=True)]
-    array_model, _ = fit(codebook, data, epochs=5)
-    for source in (Source(memmap, y), Source(records, x_key="image", y_key="label")):
-        writer = annealing(codebook)
-        model = compiled()
-        model.fit(mosaic_dataset(writer, source), epochs=5, verbose=0, callbacks=[writer])
-        for a, b in zip(array_model.get_weights(), model.get_weights(), strict=True):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-
-
-def test_regular_phase_can_come_from_the_users_own_dataset(codebook, data):
-    x, y = data
-    users = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=0).batch(100)
-    writer = annealing(codebook, mosaic_epochs=2)
-    model = compiled()
-    history = model.fit(
-        mosaic_dataset(writer, x, y, regular_dataset=users),
-        epochs=4,
-        verbose=0,
-        callbacks=[writer, EpochRecorder()],
-    ).history
-    assert history["mosaic_phase"] == [1.0, 1.0, 0.0, 0.0]
-    assert history["batches"][2:] == [-(-len(x) // 100)] * 2
-    assert history["batches"][:2] == [-(-s // 256) for s in history["frontier_size"][:2]]
-
-
-def test_mixed_precision_keeps_the_annealing_and_the_loss_rule():
-    x, y = load_digits(return_X_y=True)
-    x = (x / 16.0).astype(np.float32)
-    codebook = HierarchicalCodebook(branching=4, random_state=0).fit(x, y)
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("mixed_float16")
-    try:
-        keras.utils.set_random_seed(0)
-        model = keras.Sequential(
-            [keras.Input((64,)), keras.layers.Dense(32, "relu"), keras.layers.Dense(10)]
-        )
-        optimizer = agd(loss_threshold=1.5, loss_decay_steps=10)
-        model.compile(optimizer, LOSS)
-        writer = annealing(codebook, mosaic_epochs=2)
-        history = model.fit(mosaic_dataset(writer, x, y), epochs=4, verbose=0, callbacks=[writer])
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
-    assert history.history["annealing_step"] == [0, 1, 2, 3]
-    assert optimizer.annealing_state.read()["decay_start_iteration"] >= 0
-    assert history.history["learning_rate"][-1] < 0.05
-
-
-class CustomStep(keras.Model):
-    """A model with its own `train_step`, as in the Keras guide."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = mlp()
-
-    def call(self, x):
-        return self.net(x)
-
-    def train_step(self, data):
-        x, y, weight = data
-        with tf.GradientTape() as tape:
-            loss = self.compute_loss(x=x, y=y, y_pred=self(x, training=True), sample_weight=weight)
-        grads = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
-        return self.compute_metrics(x, y, self(x), sample_weight=weight)
-
-
-def test_custom_train_step_and_stock_callbacks(codebook, data, tmp_path):
-    keras.utils.set_random_seed(0)
-    model = CustomStep()
-    model.compile(agd(), LOSS, metrics=["accuracy"])
-    writer = annealing(codebook)
-    callbacks = [
-        writer,
-        keras.callbacks.CSVLogger(str(tmp_path / "log.csv")),
-        keras.callbacks.ModelCheckpoint(str(tmp_path / "best.weights.h5"), save_weights_only=True),
-        keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.EarlyStopping("loss", patience=10),
-    ]
-    history = model.fit(mosaic_dataset(writer, *data), epochs=5, verbose=0, callbacks=callbacks)
-    assert history.history["annealing_step"] == [0, 1, 2, 3, 4]
-    header = (tmp_path / "log.csv").read_text().splitlines()[0]
-    assert "epsilon" in header and "frontier_size" in header
-    assert history.history["accuracy"][-1] > 0.5
+def test_a_second_fit_does_not_retrace_the_train_step(curriculum, uninterrupted):
+    reference = uninterrupted(True)  # Both batch sizes: codewords, then samples.
+    model, traces, train_function = (
+        reference.model,
+        reference.traces,
+        reference.model.train_function,
+    )
+    assert 1 <= traces <= 2
+    CountingTraces.traces = traces
+    run(curriculum, epochs=2, model=model)
+    run(curriculum, epochs=1, model=model, steps=7)
+    assert CountingTraces.traces == traces and model.train_function is train_function
+    assert int(model.optimizer.iterations) == 7 * STEPS + 7
 
 
 @pytest.mark.slow
 def test_a_tfds_data_source_feeds_codebook_and_training(mnist_path, tmp_path):
+    pytest.importorskip("tensorflow_datasets")
     # MNIST written once as a local tfds ArrayRecord dataset, read back by index.
     records = keras_agd.datasets.mnist_data_source(tmp_path, path=mnist_path, num_examples=2000)
-    source = Source(records, x_key="image", y_key="label")
-    codebook = HierarchicalCodebook(random_state=0).fit(source)
-    writer = Annealing(codebook, schedules.from_codebook(codebook, 2), mosaic_batch_size=256)
+    curriculum = Curriculum(
+        records, x_key="image", y_key="label", schedule=2, mosaic_batch_size=256, seed=0
+    )
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [keras.Input((28, 28)), keras.layers.Rescaling(1 / 255), keras.layers.Flatten()]
         + [keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)]
     )
-    model.compile(agd(), LOSS, metrics=["accuracy"])
-    history = model.fit(mosaic_dataset(writer, source), epochs=4, verbose=0, callbacks=[writer])
-    assert history.history["mosaic_phase"] == [1.0, 1.0, 0.0, 0.0]
-    assert history.history["frontier_size"][-1] == 2000
-    assert history.history["accuracy"][-1] > 0.8
+    model.compile(AGD(curriculum, 0.05, 0.2, momentum=0.9), LOSS, metrics=["accuracy"])
+    history = model.fit(
+        curriculum.dataset(model), epochs=3, verbose=0, callbacks=[CurriculumLogger()]
+    ).history
+    assert curriculum.mosaic_steps < curriculum.steps_per_epoch
+    assert history["mosaic_phase"] == [0.0, 0.0, 0.0] and history["frontier_size"][-1] == 2000
+    assert history["accuracy"][-1] > 0.8

@@ -1,10 +1,12 @@
 """AGD with layer-adaptive rates on several worker processes (MultiWorkerMirroredStrategy).
 
-Each test starts real worker processes on 127.0.0.1 (tests/multi_worker_job.py, one per
-worker, with `TF_CONFIG`), waits for them with a deadline and kills any left over.
+Each cluster test starts real worker processes on 127.0.0.1 (tests/multi_worker_job.py,
+one per worker, with `TF_CONFIG`), waits for them with a deadline and kills any left
+over. Every worker builds the same `Curriculum`; the job records, for every step it
+trained, its items and the whole batch `Curriculum.batch(step)`, so the tests check
+which share of which batch each worker trained at each step.
 """
 
-import collections
 import json
 import os
 import signal
@@ -21,12 +23,28 @@ import keras_agd
 
 JOB = Path(__file__).with_name("multi_worker_job.py")
 # Replicas sum their shares of each batch in another order than one device sums the
-# whole batch: float32 rounding, measured at most 4e-7 on these weights (|w| < 2) after
-# 4 epochs. A batch trained twice or skipped moves them by more than 1e-2.
+# whole batch: float32 rounding, measured at most 1.2e-7 on these weights (|w| < 1) after
+# 19 steps. Skipping one batch an epoch (a stream reading the step late) moved them by
+# 4e-2.
 TOLERANCE = {"rtol": 1e-5, "atol": 1e-5}
-# Workers of the fault test: 2 take 16-17 s on 2 quiet cores (about 45 s on busy ones);
-# 3 pass too, in 27-36 s (95 s), beyond this suite's budget on busy cores.
+# Steps of the job's run (4 epochs of 4 steps); the fixtures then train `EXTRA` more.
+STEPS = 16
+# The chief dies while writing the backup taken at step TORN; the restart falls back to
+# the one before (step TORN - 1), inside epoch 0, and Keras runs that epoch again in
+# full: TORN - 1 steps more than an uninterrupted run.
+TORN = 4
+EXTRA = TORN - 1
+# Workers of the fault test: 2 by default; 3 pass too, beyond this suite's budget on
+# busy cores.
 FAULT_TEST_WORKERS = int(os.environ.get("KERAS_AGD_FAULT_TEST_WORKERS", "2"))
+CURRICULUM_LOGS = (
+    "epsilon",
+    "mosaic_phase",
+    "frontier_size",
+    "annealing_level",
+    "step",
+    "learning_rate",
+)
 
 
 def run_cluster(workers, out, timeout=240, **config):
@@ -79,7 +97,7 @@ def stderr_tail(out, workers):
 @pytest.fixture(scope="module")
 def one_worker(tmp_path_factory):
     out = tmp_path_factory.mktemp("one")
-    codes, (result,) = run_cluster(1, out)
+    codes, (result,) = run_cluster(1, out, extra_steps=EXTRA)
     assert codes == [0], stderr_tail(out, 1)
     return result
 
@@ -87,86 +105,120 @@ def one_worker(tmp_path_factory):
 @pytest.fixture(scope="module")
 def two_workers(tmp_path_factory):
     out = tmp_path_factory.mktemp("two")
-    codes, results = run_cluster(2, out, misuse=True, input_context=True)
+    codes, results = run_cluster(2, out, misuse=True, input_context=True, extra_steps=EXTRA)
     assert codes == [0, 0], stderr_tail(out, 2)
     return results
 
 
-ANNEALING_LOGS = ("epsilon", "mosaic_phase", "frontier_size", "annealing_step", "learning_rate")
+def check_shares(results, one_worker, steps):
+    """Worker i trained the i-th share of `Curriculum.batch(s)` at each step s, once."""
+    planned = one_worker["planned"]
+    for index, result in enumerate(results):
+        assert [step for step, _ in result["trained"]] == list(steps)
+        for step, items in result["trained"]:
+            batch = planned[str(step)]
+            assert result["planned"][str(step)] == batch  # The same curriculum.
+            share = len(batch) // len(results)
+            assert items == batch[index * share : (index + 1) * share], step
 
 
-def check_like_one_worker(results, one_worker, first_epoch=0):
-    reference = one_worker["epochs"][first_epoch:]
+def check_like_one_worker(results, one_worker, epochs=4):
+    reference = one_worker["epochs"][-epochs:]
     for result in results:
         assert [e["epoch"] for e in result["epochs"]] == [e["epoch"] for e in reference]
         for epoch, expected in zip(result["epochs"], reference):
-            for key in ANNEALING_LOGS:
+            for key in CURRICULUM_LOGS:
                 assert epoch["logs"][key] == expected["logs"][key], (epoch["epoch"], key)
             # Layer factors of the all-reduced gradient, not of a worker's share of it.
             for key, value in expected["logs"].items():
                 if key.startswith(("layer_factor/", "loss")):
                     assert epoch["logs"][key] == pytest.approx(value, rel=1e-5), key
-        assert result["annealing"] == one_worker["annealing"]
-        for weight, expected in zip(result["weights"], one_worker["weights"]):
-            np.testing.assert_allclose(weight, expected, **TOLERANCE)
 
 
-def check_each_item_once(results, one_worker, first_epoch=0):
-    for i, expected in enumerate(one_worker["epochs"][first_epoch:]):
-        epochs = [result["epochs"][i] for result in results]
-        assert all(epoch["planned"] == expected["planned"] for epoch in epochs)
-        shares = [collections.Counter(epoch["seen"]) for epoch in epochs]
-        assert sum(shares, collections.Counter()) == collections.Counter(expected["planned"])
-        # Every worker trains on its share of each (padded) batch, not on whole batches.
-        items, _ = expected["items_and_batch_size"]
-        share_size = items // len(results)
-        assert all(sum(share.values()) <= share_size for share in shares)
+def assert_weights_close(weights, expected):
+    for weight, reference in zip(weights, expected, strict=True):
+        np.testing.assert_allclose(weight, reference, **TOLERANCE)
 
 
 @pytest.mark.slow
-def test_two_workers_reading_their_shares_train_like_one_on_the_same_batch(one_worker, two_workers):
+def test_the_one_worker_run_trains_every_step_on_its_whole_batch(one_worker):
+    assert one_worker["first_step"] == 0
+    assert [e["logs"]["step"] for e in one_worker["epochs"]] == [4, 8, 12, 16]
+    # The mosaic phase (5 steps) ends inside epoch 1.
+    assert [e["logs"]["mosaic_phase"] for e in one_worker["epochs"]] == [1, 0, 0, 0]
+    trained = one_worker["trained"]
+    assert [step for step, _ in trained] == list(range(STEPS + EXTRA))
+    for step, items in trained:
+        assert items == one_worker["planned"][str(step)], step
+
+
+@pytest.mark.slow
+def test_two_workers_reading_their_shares_train_like_one_on_the_same_batches(
+    one_worker, two_workers
+):
     # `distribute_datasets_from_function` with `input_context`; the fault test below
-    # trains on the mosaic dataset itself (tf.distribute shards it).
+    # trains on the stream itself (tf.distribute shards it by data).
     assert [result["built_codebook"] for result in two_workers] == [True, False]
-    assert [e["logs"]["mosaic_phase"] for e in one_worker["epochs"]] == [1, 1, 0, 0]
     check_like_one_worker(two_workers, one_worker)
-    check_each_item_once(two_workers, one_worker)
-
-
-@pytest.mark.slow
-def test_misuse_that_would_train_other_items_is_refused(two_workers):
+    check_shares(two_workers, one_worker, range(STEPS + EXTRA))
     for result in two_workers:
-        shard_off, distributed_by_hand, context_without_function, other_seed = result["errors"]
-        for error in distributed_by_hand, context_without_function:
-            assert "pass keras_agd.mosaic_dataset(...) itself to model.fit" in error
-        assert "would not shard keras_agd.mosaic_dataset by data" in shard_off
-        assert "auto-shard policy is OFF" in shard_off
-        assert "The workers disagree on the plan of epoch 0: replica 0: epoch=0" in other_seed
+        assert result["iterations"] == STEPS
+        assert result["extended_iterations"] == STEPS + EXTRA
+        assert_weights_close(result["weights"], one_worker["weights"])
+        assert_weights_close(result["extended_weights"], one_worker["extended_weights"])
+    # Mirrored variables: the workers hold the same weights, bit for bit.
+    assert two_workers[0]["extended_weights"] == two_workers[1]["extended_weights"]
 
 
 @pytest.mark.slow
-def test_a_chief_killed_while_writing_its_backup_restarts_to_the_same_result(one_worker, tmp_path):
+def test_workers_whose_curricula_differ_are_refused_on_every_worker(two_workers):
+    for result in two_workers:
+        own_optimizers, one_stream_other, from_function = result["errors"]
+        assert from_function == own_optimizers
+        # Each worker's model and stream of its own seed: the collective check.
+        assert own_optimizers.startswith("The workers disagree on the curriculum: replica 0: ")
+        assert "seed=0; replica 1: digest=" in own_optimizers and "seed=1." in own_optimizers
+        # Worker 1's stream is of another curriculum than its AGD: every worker fails
+        # at once (none waits in the check for a peer that has given up).
+        assert one_stream_other.startswith("The workers disagree on the curriculum: ")
+
+
+@pytest.mark.slow
+def test_a_chief_killed_while_writing_its_backup_resumes_at_the_same_step(
+    one_worker, two_workers, tmp_path
+):
     backup = tmp_path / "backup"
-    # The chief dies halfway through writing the backup of epoch 1; the other workers'
-    # collectives time out instead of waiting for it forever.
-    started = time.monotonic()
     workers = FAULT_TEST_WORKERS
-    codes, _ = run_cluster(workers, tmp_path / "killed", backup=str(backup), torn_save=[0, 1])
-    assert codes[0] == -signal.SIGKILL
+    # The chief (backing up after every step) dies halfway through writing the backup
+    # of step TORN; the other workers' collectives fail instead of waiting forever.
+    started = time.monotonic()
+    codes, _ = run_cluster(workers, tmp_path / "killed", backup=str(backup), torn_save=[0, TORN])
+    assert codes[0] == -signal.SIGKILL, stderr_tail(tmp_path / "killed", workers)
     assert all(code not in (0, None) for code in codes[1:]), codes
     assert time.monotonic() - started < 150
     torn = backup / "latest.weights.h5"
     assert torn.stat().st_size < (backup / "latest.weights.h5.bkp").stat().st_size
 
-    # The restart falls back to the previous backup (epoch 0 done) and trains epochs 1-3.
+    # The restart falls back to the previous backup (step TORN - 1, in epoch 0) and
+    # runs epoch 0 again in full from there, then epochs 1-3: STEPS + EXTRA steps.
     restarted = tmp_path / "restarted"
-    (restarted).mkdir()
+    restarted.mkdir()
     (tmp_path / "killed" / "codebook.npz").rename(restarted / "codebook.npz")
     codes, results = run_cluster(workers, restarted, backup=str(backup))
     assert codes == [0] * workers, stderr_tail(restarted, workers)
     assert not any(result["built_codebook"] for result in results)  # Shared, not rebuilt.
-    check_like_one_worker(results, one_worker, first_epoch=1)
-    check_each_item_once(results, one_worker, first_epoch=1)
+    for result in results:
+        assert result["first_step"] == TORN - 1
+        assert [e["logs"]["step"] for e in result["epochs"]] == [
+            step + EXTRA for step in (4, 8, 12, 16)
+        ]
+        assert result["iterations"] == STEPS + EXTRA
+        # The same weights as the uninterrupted runs after as many steps: bit for bit
+        # on 2 workers, within float rounding of one.
+        assert_weights_close(result["weights"], one_worker["extended_weights"])
+        if workers == 2:
+            assert result["weights"] == two_workers[0]["extended_weights"]
+    check_shares(results, one_worker, range(TORN - 1, STEPS + EXTRA))
     assert not backup.exists()  # The chief deletes its backup at the end.
 
 
@@ -219,6 +271,17 @@ def digits():
     return (x / 16.0).astype(np.float32), y
 
 
+def compiled(curriculum):
+    import keras
+
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
+    model.compile(
+        optimizer=keras_agd.AGD(curriculum, 0.05),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return model
+
+
 def test_one_process_is_one_worker_and_the_chief():
     import keras
 
@@ -248,18 +311,22 @@ def test_the_chief_builds_the_shared_codebook_once_and_every_worker_verifies_it(
     np.testing.assert_array_equal(first.codewords_, again.codewords_)
     with pytest.raises(ValueError, match="does not match this worker's training data"):
         keras_agd.multi_worker.shared_codebook(path, x[::-1], y[::-1], build=build)
-    with pytest.raises(TypeError, match="must return a fitted"):
+    with pytest.raises(TypeError, match="must return a fitted|must be a fitted"):
         keras_agd.multi_worker.shared_codebook(tmp_path / "other.npz", x, y, build=lambda: None)
 
 
-def test_the_mosaic_pipeline_asks_to_be_sharded_by_data():
+def test_the_stream_asks_to_be_sharded_by_data_unless_it_takes_its_shares_itself():
     import tensorflow as tf
 
     x, y = digits()
-    codebook = keras_agd.HierarchicalCodebook(random_state=0).fit(x, y)
-    annealing = keras_agd.Annealing(codebook, keras_agd.schedules.from_codebook(codebook, 2))
-    policy = keras_agd.mosaic_dataset(annealing, x, y).options().experimental_distribute
-    assert policy.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
+    curriculum = keras_agd.Curriculum(x, y, schedule=2, seed=0)
+    model = compiled(curriculum)
+    policy = tf.data.experimental.AutoShardPolicy
+    stream = curriculum.dataset(model)
+    assert stream.options().experimental_distribute.auto_shard_policy == policy.DATA
+    context = tf.distribute.InputContext(2, 0, 2)
+    own_shares = curriculum.dataset(model, input_context=context)
+    assert own_shares.options().experimental_distribute.auto_shard_policy == policy.OFF
 
 
 def test_tf_config_tells_the_chief_and_the_worker_count(monkeypatch, tmp_path):
@@ -282,19 +349,22 @@ def test_an_input_context_keeps_its_replicas_shares_of_each_batch():
     import tensorflow as tf
 
     x, y = digits()
-    codebook = keras_agd.HierarchicalCodebook(random_state=0).fit(x, y)
-    annealing = keras_agd.Annealing(
-        codebook, keras_agd.schedules.from_codebook(codebook, 2), mosaic_batch_size=12, seed=0
+    curriculum = keras_agd.Curriculum(
+        x, y, schedule=2, batch_size=8, mosaic_batch_size=12, steps_per_level=1, seed=0
     )
-    # Outside `fit` the dataset gives a preview batch of the first epoch.
-    whole = next(iter(keras_agd.mosaic_dataset(annealing, x, y)))
-    shares = []
+    model = compiled(curriculum)
+    # Steps 0-1 are mosaic batches (12 items), steps 2-3 regular ones (8 items).
+    whole = list(curriculum.dataset(model, steps_per_epoch=4))
     for worker in (0, 1):
         # 2 workers with 2 replicas each: each worker yields its 2 replicas' shares.
         context = tf.distribute.InputContext(2, worker, 4)
-        elements = iter(keras_agd.mosaic_dataset(annealing, x, y, input_context=context))
-        shares += [next(elements), next(elements)]
-    for part, parts in zip(whole, zip(*shares)):
-        np.testing.assert_array_equal(np.concatenate(parts), part)
+        shares = list(curriculum.dataset(model, steps_per_epoch=4, input_context=context))
+        assert len(shares) == 8
+        for step, batch in enumerate(whole):
+            mine = shares[2 * step : 2 * step + 2]
+            for part, parts in zip(batch, zip(*mine)):
+                quarter = len(part) // 4
+                expected = part[2 * worker * quarter : (2 * worker + 2) * quarter]
+                np.testing.assert_array_equal(np.concatenate(parts), expected)
     with pytest.raises(TypeError, match="`input_context` must be"):
-        keras_agd.mosaic_dataset(annealing, x, y, input_context=2)
+        curriculum.dataset(model, input_context=2)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from keras_agd import HierarchicalCodebook, schedules
+from keras_agd import Curriculum, HierarchicalCodebook, schedules
 
 
 def values(schedule, steps):
@@ -81,24 +81,37 @@ def test_base_class_requires_call():
 
 
 @pytest.fixture(scope="module")
-def codebook():
+def digits():
     x, y = load_digits(return_X_y=True)
-    return HierarchicalCodebook(random_state=0).fit(x / 16.0, y)
+    return (x / 16.0).astype(np.float32), y
+
+
+@pytest.fixture(scope="module")
+def codebook(digits):
+    return HierarchicalCodebook(random_state=0).fit(*digits)
 
 
 @pytest.mark.parametrize("kind", ["exponential", "linear"])
-@pytest.mark.parametrize("mosaic_epochs", [1, 3, 10])
-def test_from_codebook_gives_exactly_the_mosaic_epochs(codebook, kind, mosaic_epochs):
-    schedule = schedules.from_codebook(codebook, mosaic_epochs, kind=kind)
-    epsilons = values(schedule, mosaic_epochs + 3)
-    assert all(e > 0 for e in epsilons[:mosaic_epochs])
-    assert epsilons[mosaic_epochs:] == [0.0, 0.0, 0.0]
-    assert epsilons[:mosaic_epochs] == sorted(epsilons[:mosaic_epochs], reverse=True)
+@pytest.mark.parametrize("levels", [1, 3, 10])
+def test_from_codebook_gives_exactly_the_levels(codebook, kind, levels):
+    schedule = schedules.from_codebook(codebook, levels=levels, kind=kind)
+    epsilons = values(schedule, levels + 3)
+    assert all(e > 0 for e in epsilons[:levels])
+    assert epsilons[levels:] == [0.0, 0.0, 0.0]
+    assert epsilons[:levels] == sorted(epsilons[:levels], reverse=True)
     assert epsilons[0] == pytest.approx(codebook.level_summary()[1]["mean_error"])
 
 
+@pytest.mark.parametrize("levels", [1, 3])
+def test_an_integer_schedule_of_a_curriculum_is_from_codebook(digits, codebook, levels):
+    curriculum = Curriculum(*digits, schedule=levels, codebook=codebook, seed=0)
+    expected = schedules.from_codebook(codebook, levels)
+    assert curriculum.schedule.get_config() == expected.get_config()
+    assert [level.epsilon for level in curriculum.levels] == pytest.approx(values(expected, levels))
+
+
 def test_from_codebook_rejects_bad_arguments(codebook):
-    with pytest.raises(ValueError, match="`mosaic_epochs` must be an integer >= 1"):
+    with pytest.raises(ValueError, match="`levels` must be an integer >= 1"):
         schedules.from_codebook(codebook, 0)
     with pytest.raises(ValueError, match="`kind`"):
         schedules.from_codebook(codebook, 3, kind="cosine")
