@@ -1,4 +1,8 @@
-"""Installs keras-agd. Upper bounds are the newest versions tested (see constraints.txt)."""
+"""Installs keras-agd.
+
+Lower bounds are the oldest releases CI tests (constraints-oldest.txt), upper bounds the
+newest (constraints.txt).
+"""
 
 from setuptools import find_packages, setup
 
@@ -13,22 +17,22 @@ setup(
     packages=find_packages(include=["keras_agd", "keras_agd.*"]),
     python_requires=">=3.10",
     install_requires=[
-        "tensorflow>=2.16,<2.22",
-        "keras>=3.0,<3.16",
-        "numpy>=1.26,<2.5",
-        "scikit-learn>=1.3,<1.10",
-        "tensorflow-datasets>=4.9,<4.10",
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.15,<3.16",
+        "numpy>=2.0,<2.5",
+        "scikit-learn>=1.4.2,<1.10",
+        "tensorflow-datasets>=4.9.10,<4.10",
         "threadpoolctl>=3.1,<4",  # Used directly (one BLAS thread in the codebook's pass).
     ],
     extras_require={
         # Faster k-means for the codebook; without it, scikit-learn's KMeans is used.
-        "faiss": ["faiss-cpu>=1.8,<1.16"],
+        "faiss": ["faiss-cpu>=1.14.2,<1.16"],
         "dev": [
-            "faiss-cpu>=1.8,<1.16",  # So that the tests cover both codebook backends.
+            "faiss-cpu>=1.14.2,<1.16",  # So that the tests cover both codebook backends.
             "pytest>=8,<10",
             "hypothesis>=6,<7",
             "ruff>=0.6,<0.18",
-            "matplotlib>=3.8,<3.12",
+            "matplotlib>=3.9,<3.12",
         ],
         # The documentation site (mkdocs.yml) and the tutorial notebooks (docs/tutorials/).
         "docs": [
@@ -40,7 +44,7 @@ setup(
             "jupytext>=1.16,<1.20",
             "nbclient>=0.10,<0.12",
             "ipykernel>=6.29,<8",
-            "matplotlib>=3.8,<3.12",
+            "matplotlib>=3.9,<3.12",
         ],
     },
     license="Apache-2.0",
