@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_agd import _validation
+from keras_agd import _collective, _validation
 from keras_agd.codebook import HierarchicalCodebook
 from keras_agd.schedules import AnnealingSchedule, from_codebook
 from keras_agd.sources import as_source
@@ -295,7 +295,7 @@ class Curriculum:
     def _identity(self):
         return {
             "data": self.codebook.fingerprint_,
-            "codebook": _array_digest(
+            "codebook": _collective.digest(
                 self.codebook.codewords_, self.codebook.node_parent_, self.codebook.node_count_
             ),
             "schedule": keras.saving.serialize_keras_object(self.schedule),
@@ -452,15 +452,6 @@ def _passes(rows, weights, count, rng):
 
 def _concat(arrays, dtype):
     return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype)
-
-
-def _array_digest(*arrays):
-    hasher = hashlib.sha256()
-    for array in arrays:
-        array = np.ascontiguousarray(array)
-        hasher.update(f"{array.dtype.str}{array.shape}".encode())
-        hasher.update(array.data)
-    return hasher.hexdigest()
 
 
 def _name(schedule):

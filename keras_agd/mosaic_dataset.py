@@ -42,9 +42,9 @@ def mosaic_dataset(
 
     Args:
         curriculum: The `keras_agd.Curriculum` to stream.
-        model: The compiled `keras.Model` (or its optimizer) whose step counter the
-            stream follows: compiled with `keras_agd.AGD(curriculum, ...)`, or with any
-            optimizer for controls.
+        model: The `keras.Model` compiled with `keras_agd.AGD(curriculum, ...)` (or
+            that optimizer), whose step counter the stream follows. For a control at
+            one learning rate, `AGD(curriculum, learning_rate=r)`.
         steps_per_epoch: Batches of each Keras epoch. `None` means one pass over the
             real samples, `curriculum.steps_per_epoch`. Pass it here, not to `fit`.
             Defaults to `None`.
