@@ -83,8 +83,8 @@ codebook = keras_agd.HierarchicalCodebook(branching=5, random_state=0).fit(x_tra
 print(codebook.summary())
 
 # %% [markdown]
-# Building it takes seconds, not the hours of the paper. Save it once and load it in the next
-# session: `load` checks the file, and `verify` (also run by `Curriculum` on a given codebook)
+# Building it takes seconds, not the hours of the paper. Save it once and load it in later
+# runs: `load` checks the file, and `verify` (also run by `Curriculum` on a given codebook)
 # refuses data other than what the codebook was fit on.
 
 # %%

@@ -34,8 +34,8 @@
 # - **agd_per_sample** is the paper's Algorithm 1 (every sample replaced by its codeword, N
 #   items per epoch), beside our default weighted mode (one item per codeword).
 #
-# The method study that sizes the seeds and explores the settings (issue 12 of the project's
-# tracker) is still open: read everything below as the state of the measurements so far.
+# The method study (`benchmarks/mosaic_study.py`: tuned rates, budget-matched controls, more
+# seeds) is the fuller measurement; its results are in the README and docs/benchmarks.md.
 
 # %%
 # On Colab: install keras-agd from its repository (skipped where it is already installed).
@@ -263,8 +263,8 @@ display(Markdown("\n".join(lines)))
 # - **The codebook has a cost**, added in the "with the codebook" ratios: a few seconds for
 #   MNIST, reusable across runs (`codebook.save`).
 # - **Not measured yet**: GPUs, larger mosaic batches and rates (per-sample mode tolerates larger
-#   rates than weighted mode), fewer mosaic epochs, harder data. These are the subject of
-#   issue 12, the open method study.
+#   rates than weighted mode), fewer mosaic epochs, harder data. The method study
+#   (`benchmarks/mosaic_study.py`) covers some of them.
 #
 # To measure it on your own machine: `python benchmarks/time_to_accuracy.py` (add `--quick`
 # for a small run), then point `read_benchmark` above at `results/time_to_accuracy/mnist.json`.
