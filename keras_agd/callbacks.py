@@ -8,7 +8,7 @@ writes anything that training depends on.
 import keras
 
 from keras_agd._wrapper import find_in_chain
-from keras_agd.agd import AGD, _PhaseLearningRate
+from keras_agd.agd import AGD
 from keras_agd.layer_adaptive import LayerAdaptive
 
 
@@ -59,7 +59,7 @@ class CurriculumLogger(keras.callbacks.Callback):
                 "frontier_size": int(frontier),
                 "annealing_level": int(level),
                 "step": step,
-                "learning_rate": float(_PhaseLearningRate(optimizer)(last)),
+                "learning_rate": float(optimizer.learning_rate_at(last)),
             }
         )
 
