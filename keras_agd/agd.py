@@ -153,6 +153,7 @@ class AGD(WrapperOptimizer):
         _validation.check_optimizer("optimizer", optimizer)
         if isinstance(optimizer, AGD):
             raise ValueError("`optimizer` cannot be another AGD.")
+        _check_update_rule(optimizer)
         if layer_adaptive and not isinstance(optimizer, LayerAdaptive):
             optimizer = LayerAdaptive(optimizer)
         if decay_start_epoch is not None:
@@ -337,6 +338,29 @@ def _serialize(rate):
 # Base optimizer arguments that scale or clip every step: NaN or inf in any makes
 # every weight NaN, which Keras does not check.
 _BASE_NUMBERS = ("clipnorm", "clipvalue", "global_clipnorm", "weight_decay", "ema_momentum")
+
+
+def _check_update_rule(optimizer):
+    """Refuses update rules whose step counter is not one step per batch, or one rate."""
+    if isinstance(optimizer, getattr(keras.optimizers, "MultiOptimizer", ())):
+        raise TypeError(
+            "`optimizer` cannot be a keras.optimizers.MultiOptimizer: AGD sets one learning "
+            "rate (the phase's) on its update rule, and a MultiOptimizer keeps one per "
+            "sub-optimizer. Pass one optimizer; for per-layer rates wrap it in "
+            "keras_agd.LayerAdaptive."
+        )
+    inner = optimizer
+    while inner is not None:
+        if getattr(inner, "gradient_accumulation_steps", None):
+            raise ValueError(
+                "AGD's curriculum advances one batch per optimizer step, and gradient "
+                "accumulation counts one step per "
+                f"{inner.gradient_accumulation_steps} batches, so batches would be replayed. "
+                "For a larger effective batch, raise the curriculum's batch sizes instead. "
+                "Received: gradient_accumulation_steps="
+                f"{inner.gradient_accumulation_steps} on {type(inner).__name__}"
+            )
+        inner = getattr(inner, "inner_optimizer", None)
 
 
 def _check_base_arguments(kwargs):

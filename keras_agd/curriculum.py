@@ -1,5 +1,6 @@
 """The AGD curriculum: what every training step holds, as a function of the step alone."""
 
+import copy
 import hashlib
 import json
 import math
@@ -83,8 +84,10 @@ class Curriculum:
         codebook: A fitted `HierarchicalCodebook` of `x` (e.g. loaded from a file;
             it is checked against `x`), an unfitted one to fit on `x`, or `None` for
             `HierarchicalCodebook(random_state=seed)` fit on `x`. Defaults to `None`.
-        batch_size: Batch size of the regular phase. Defaults to `128`.
-        mosaic_batch_size: Batch size of the mosaic phase. Defaults to `1024`.
+        batch_size: Batch size of the regular phase, at most N (a larger batch would
+            repeat samples). Defaults to `None`: 128, or N if smaller.
+        mosaic_batch_size: Batch size of the mosaic phase, at most N. Defaults to
+            `None`: 1024, or N if smaller.
         mode: `"weighted"`, `"proportional"`, `"per_sample"` or `"random_subset"`.
             Defaults to `"weighted"`.
         criterion: Node error compared with ε: `"mean"` or `"max"`.
@@ -125,8 +128,8 @@ class Curriculum:
         *,
         schedule=6,
         codebook=None,
-        batch_size=128,
-        mosaic_batch_size=1024,
+        batch_size=None,
+        mosaic_batch_size=None,
         mode="weighted",
         criterion="mean",
         steps_per_level=None,
@@ -134,10 +137,9 @@ class Curriculum:
         x_key=None,
         y_key=None,
     ):
-        batch_size = _validation.check_integer("batch_size", batch_size, 1, 1 << 24)
-        mosaic_batch_size = _validation.check_integer(
-            "mosaic_batch_size", mosaic_batch_size, 1, 1 << 24
-        )
+        for name, size in (("batch_size", batch_size), ("mosaic_batch_size", mosaic_batch_size)):
+            if size is not None:
+                _validation.check_integer(name, size, 1, 1 << 24)
         if mode not in MODES:
             raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
         if criterion not in ("mean", "max"):
@@ -158,7 +160,12 @@ class Curriculum:
                 "keras_agd.Curriculum needs class labels (the codebook clusters each class "
                 "on its own): pass `y`, or `y_key` for dict records."
             )
-        self.codebook = _fitted_codebook(codebook, source, seed)
+        batch_size = _batch_size("batch_size", batch_size, 128, source.n_samples)
+        mosaic_batch_size = _batch_size(
+            "mosaic_batch_size", mosaic_batch_size, 1024, source.n_samples
+        )
+        # A snapshot: refitting the caller's codebook later must not change this plan.
+        self.codebook = copy.copy(_fitted_codebook(codebook, source, seed))
         self.source = source
         self.schedule = _schedule(schedule, self.codebook)
         self.batch_size = batch_size
@@ -168,6 +175,7 @@ class Curriculum:
         self.steps_per_level = steps_per_level
         self.seed = seed
         self.levels, self._rows, self._weights = self._plan()
+        _check_schedule_fits(self.schedule, self.codebook, self.levels, criterion)
         self.mosaic_steps = sum(level.steps for level in self.levels)
         self.steps_per_epoch = -(-source.n_samples // batch_size)
         self.digest = int.from_bytes(
@@ -424,6 +432,50 @@ def _fitted_codebook(codebook, source, seed):
         return codebook.fit(source)
     codebook.verify(source)
     return codebook
+
+
+def _batch_size(name, size, default, n_samples):
+    """`size`, or `default` capped at N; a batch larger than the data would repeat samples."""
+    if size is None:
+        return min(default, n_samples)
+    if size > n_samples:
+        raise ValueError(
+            f"`{name}` must be at most the number of training samples ({n_samples}): a "
+            f"larger batch would hold some samples several times. Received: {name}={size}"
+        )
+    return int(size)
+
+
+def _check_schedule_fits(schedule, codebook, levels, criterion):
+    """Refuses a schedule of another scale than the codebook's errors.
+
+    Such a schedule (e.g. made from a codebook of data scaled 0 to 255, for data in
+    [0, 1]) either selects no codeword at all, so the mosaic phase is empty, or keeps
+    every level at the class means (ε above every root's error).
+    """
+    errors = codebook._node_errors(criterion)
+    roots = codebook.node_level_ == 0
+    scale = (
+        f"the codebook's node errors ({criterion}) range from {float(errors.min()):.4g} to "
+        f"{float(errors.max()):.4g}, its level 1 mean error is "
+        f"{codebook.level_summary()[min(1, codebook.n_levels_ - 1)]['mean_error']:.4g}"
+    )
+    fix = (
+        "Was the schedule made for data of another scale? Make it from this codebook, "
+        "e.g. schedule=keras_agd.schedules.from_codebook(codebook, 6), or pass an integer."
+    )
+    if not levels and float(np.asarray(schedule(0))) > 0:  # ε=0 at once: no mosaic phase.
+        raise ValueError(
+            f"`schedule`: the annealing schedule {_name(schedule)} selects no codeword: its first "
+            f"ε={float(np.asarray(schedule(0))):.4g}, and {scale}, so the mosaic phase would be "
+            f"empty. {fix}"
+        )
+    if levels and codebook.n_levels_ > 1 and levels[-1].epsilon > float(errors[roots].max()):
+        raise ValueError(
+            f"`schedule`: the annealing schedule {_name(schedule)} keeps every mosaic level at "
+            f"the class means: its smallest ε={levels[-1].epsilon:.4g} is above every class root's "
+            f"error, and {scale}. {fix}"
+        )
 
 
 def _schedule(schedule, codebook):

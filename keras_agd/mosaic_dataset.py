@@ -91,7 +91,10 @@ def mosaic_dataset(
     weight_table = _class_weights(class_weight, curriculum.codebook.node_label_, source.labels)
     read_batch = _graph_reader(curriculum, source) or _numpy_reader(curriculum, source)
     x_shape = (None, *source.sample_shape)
-    regular = None if regular_dataset is None else _regular_batches(regular_dataset, x_shape)
+    regular = (
+        None if regular_dataset is None else _regular_batches(regular_dataset, x_shape, curriculum)
+    )
+    n_classes = _check_classes(model, curriculum)
     share = _all_shares if input_context is None else _replica_shares(input_context)
     mosaic_steps = curriculum.mosaic_steps
     size = curriculum.mosaic_batch_size
@@ -102,6 +105,8 @@ def mosaic_dataset(
     # waiting in it, and their next collectives would meet this worker's other ones.
     _check_workers_agree(model, curriculum)
     _check_identity(optimizer, curriculum.digest)
+
+    reader = _StartReader(model, curriculum.digest, n_classes, steps_per_epoch)
 
     def with_weights(x, y, weights):
         if weight_table is not None:
@@ -122,9 +127,7 @@ def mosaic_dataset(
     def window(_):
         # Read when an iterator starts (each epoch of `fit`), after callbacks such as
         # BackupAndRestore have restored the optimizer.
-        start = tf.numpy_function(
-            _start_reader(model, curriculum.digest), [], tf.int64, stateful=True
-        )
+        start = tf.numpy_function(reader.start, [], tf.int64, stateful=True)
         start.set_shape([])
         mosaic = tf.data.Dataset.range(tf.minimum(start, mosaic_steps), mosaic_steps)
         mosaic = mosaic.map(mosaic_batch, num_parallel_calls=tf.data.AUTOTUNE)
@@ -135,7 +138,7 @@ def mosaic_dataset(
         else:
             skip = (first_regular - mosaic_steps) % regular.cardinality()
             own = regular.repeat().skip(skip).map(with_weights)
-        return mosaic.concatenate(own).take(steps_per_epoch)
+        return mosaic.concatenate(own).take(steps_per_epoch).enumerate().map(reader.mark_end)
 
     try:
         dataset = tf.data.Dataset.range(1).flat_map(window)
@@ -207,16 +210,83 @@ def _check_identity(optimizer, digest, restored=False):
     return agd
 
 
-def _start_reader(model, digest):
-    def start():
+class _StartReader:
+    """What runs when an iterator of the stream starts, and when it yields its last batch.
+
+    Invariant: the stream is read by training. When an iterator began exactly where a
+    trained window ended, was read to its end, and the optimizer did not step since,
+    it was an evaluation inside `fit` (`validation_data=stream`, or `evaluate` between
+    two fits): its losses were the training plan's, so the next start refuses it.
+    Reading the stream to inspect it, even whole, is not refused.
+    """
+
+    def __init__(self, model, digest, n_classes, steps_per_epoch):
+        self.model, self.digest = model, digest
+        self.n_classes, self.steps_per_epoch = n_classes, steps_per_epoch
+        # (first step, read to its end) of the last two iterators, newest last.
+        self.windows = []
+
+    def start(self):
         # The model's optimizer now (it may have been compiled again), and the digest its
         # variables hold now (BackupAndRestore may have restored another run's).
-        optimizer = _optimizer_of(model)
-        _check_identity(optimizer, digest)
-        _check_identity(optimizer, digest, restored=True)
-        return np.int64(optimizer.iterations.numpy())
+        optimizer = _optimizer_of(self.model)
+        _check_identity(optimizer, self.digest)
+        _check_identity(optimizer, self.digest, restored=True)
+        _check_output_units(self.model, self.n_classes)
+        step = int(optimizer.iterations.numpy())
+        if len(self.windows) == 2:
+            (trained, _), (evaluated, read_to_end) = self.windows
+            if read_to_end and evaluated == step == trained + self.steps_per_epoch:
+                raise ValueError(
+                    f"The curriculum's stream was read to its end ({self.steps_per_epoch} "
+                    f"batches from step {step}) right after a training epoch, without a "
+                    "training step: it was used for evaluation (`validation_data=` or "
+                    "`evaluate`). It holds the training plan (codewords, weights); pass "
+                    "held-out data as `validation_data=(x_val, y_val)`."
+                )
+        self.windows = [*self.windows[-1:], [step, False]]
+        return np.int64(step)
 
-    return start
+    def mark_end(self, index, batch):
+        def mark():
+            self.windows[-1][1] = True
+            return np.int64(0)
+
+        ended = tf.cond(
+            tf.equal(index, self.steps_per_epoch - 1),
+            lambda: tf.numpy_function(mark, [], tf.int64, stateful=True),
+            lambda: tf.constant(0, tf.int64),
+        )
+        with tf.control_dependencies([ended]):
+            return tuple(tf.identity(part) for part in batch)
+
+
+def _check_classes(model, curriculum):
+    """The number of classes; refuses a model whose output cannot score all of them."""
+    labels = curriculum.source.labels
+    n_classes = int(max(labels.max(), curriculum.codebook.node_label_.max())) + 1
+    _check_output_units(model, n_classes)
+    return n_classes
+
+
+def _check_output_units(model, n_classes):
+    """Labels must index the model's outputs (under XLA an out-of-range one gives NaN)."""
+    outputs = getattr(model, "outputs", None) if hasattr(model, "optimizer") else None
+    try:
+        shapes = [tuple(output.shape) for output in outputs or ()]
+    except (AttributeError, TypeError, ValueError):
+        return
+    if len(shapes) != 1 or len(shapes[0]) != 2 or shapes[0][-1] is None:
+        return  # Not known before the model is built, or not a classifier's shape.
+    units = int(shapes[0][-1])
+    if units == 1 and n_classes <= 2:
+        return  # One sigmoid output for two classes.
+    if n_classes > units:
+        raise ValueError(
+            f"`y` holds class labels up to {n_classes - 1}, but the model has {units} "
+            f"outputs: every label must be below the number of outputs. Give the last "
+            f"layer {n_classes} units, or check the labels."
+        )
 
 
 def _check_replicas(model, curriculum, input_context):
@@ -374,7 +444,7 @@ def _graph_reader(curriculum, source):
     return read_batch
 
 
-def _regular_batches(dataset, x_shape):
+def _regular_batches(dataset, x_shape, curriculum):
     if not isinstance(dataset, tf.data.Dataset):
         raise TypeError(
             f"`regular_dataset` must be a tf.data.Dataset. Received: {type(dataset).__name__}"
@@ -423,6 +493,8 @@ def _regular_batches(dataset, x_shape):
             "it, add `.apply(tf.data.experimental.assert_cardinality(n))`."
         )
 
+    _check_same_samples(dataset, batches, curriculum)
+
     def standardize(x, y, weight=None):
         x = tf.cast(x, tf.float32)
         y = tf.cast(tf.reshape(y, [-1]), tf.int64)
@@ -430,6 +502,46 @@ def _regular_batches(dataset, x_shape):
         return x, y, weight
 
     return dataset.map(standardize)
+
+
+def _check_same_samples(dataset, batches, curriculum):
+    """Refuses a regular dataset that is not batches of the curriculum's samples.
+
+    Reads its first batch: its batch count must be a pass over the N samples at that
+    batch size, its labels classes of the codebook, its inputs on the scale of the
+    codewords (a codeword is a mean of samples, so samples of the same data lie
+    within their range, give or take the spread of a leaf).
+    """
+    n_samples = curriculum.source.n_samples
+    first = next(iter(dataset.take(1)), None)
+    if first is None:
+        raise ValueError("`regular_dataset` yields no batch.")
+    x, y = (np.asarray(part) for part in first[:2])
+    size = len(x)
+    if size < 1 or batches not in (n_samples // size, -(-n_samples // size)):
+        raise ValueError(
+            f"`regular_dataset` must be batches of the curriculum's {n_samples} samples: its "
+            f"first batch holds {size} and it has {batches} batches, not "
+            f"{-(-n_samples // max(size, 1))}. Batch the same samples the codebook was fit on."
+        )
+    labels = set(np.unique(curriculum.codebook.node_label_).tolist())
+    unknown = sorted(set(np.unique(y.reshape(-1)).tolist()) - labels)
+    if unknown:
+        raise ValueError(
+            f"`regular_dataset` yields labels {unknown[:5]} that no class of the codebook has "
+            f"(classes: {sorted(labels)[:10]}...). Use the same labels as the curriculum."
+        )
+    codewords = curriculum.codebook.codewords_
+    low, high = float(codewords.min()), float(codewords.max())
+    margin = max(high - low, 1e-6)
+    x_low, x_high = float(x.min()), float(x.max())
+    if x_low < low - margin or x_high > high + margin:
+        raise ValueError(
+            f"`regular_dataset` yields inputs in [{x_low:.4g}, {x_high:.4g}], but the "
+            f"codewords lie in [{low:.4g}, {high:.4g}]: the two are on different scales. "
+            "Scale the regular dataset's inputs as the samples the codebook was fit on "
+            "(e.g. both divided by 255)."
+        )
 
 
 class _AugmentError(TypeError):

@@ -81,9 +81,12 @@ class ExponentialAnnealing(AnnealingSchedule):
         self.name = _validation.check_string("name", name)
 
     def __call__(self, step):
-        step = ops.cast(step, "float32")
-        epsilon = self.initial_epsilon * ops.power(ops.cast(self.decay_rate, "float32"), step)
-        return _floor(epsilon, self.final_epsilon)
+        # In float64: a rate near 1 raised to thousands of levels loses whole levels
+        # in float32 (ε reaches the floor a level early), then ε is float32 as always.
+        step = ops.cast(step, "float64")
+        rate = ops.convert_to_tensor(self.decay_rate, dtype="float64")
+        epsilon = ops.convert_to_tensor(self.initial_epsilon, "float64") * ops.power(rate, step)
+        return ops.cast(_floor(epsilon, self.final_epsilon), "float32")
 
     def get_config(self):
         return {
@@ -123,8 +126,10 @@ class LinearAnnealing(AnnealingSchedule):
         self.name = _validation.check_string("name", name)
 
     def __call__(self, step):
-        epsilon = self.initial_epsilon - self.delta * ops.cast(step, "float32")
-        return _floor(epsilon, self.final_epsilon)
+        # In float64 for the same reason as `ExponentialAnnealing`.
+        delta = ops.convert_to_tensor(self.delta, dtype="float64")
+        epsilon = self.initial_epsilon - delta * ops.cast(step, "float64")
+        return ops.cast(_floor(epsilon, self.final_epsilon), "float32")
 
     def get_config(self):
         return {

@@ -1,5 +1,7 @@
 """Random-access training samples: in-memory arrays, memory maps, tfds data sources."""
 
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -14,6 +16,13 @@ class Source:
     `__len__` and `__getitem__`. Samples keep their stored dtype (uint8 images stay
     uint8); readers cast per batch. Labels are read once and kept in memory (one
     integer per sample).
+
+    Invariants, checked where the data is read: every sample has the first sample's
+    shape, at least one dimension, and a dtype whose values the first sample's dtype
+    holds exactly (floats may differ in width: they are cast to float32 anyway);
+    every value is finite. A memory-mapped file that shrinks or is rewritten while
+    training runs is refused before the next read (reading a truncated map would kill
+    the process with SIGBUS).
 
     Args:
         x: Array of shape `(N, ...)`, `np.memmap`, or a random-access collection of
@@ -63,6 +72,12 @@ class Source:
                 raise ValueError(
                     f"`x` must be a non-empty array of shape (N, ...). Received: {x.shape}"
                 )
+            if x.ndim == 1:
+                raise ValueError(
+                    "`x` must have shape (N, features...): a 1-D array is ambiguous. Pass "
+                    "`x.reshape(-1, 1)` for N samples of one feature, or `x[None]` for one "
+                    f"sample. Received: x of shape {x.shape}"
+                )
             self.n_samples = len(x)
             first = x[0]
         else:
@@ -85,12 +100,19 @@ class Source:
         first = np.asarray(first)
         _check_feature_dtype(first.dtype)
         self.sample_shape = tuple(first.shape)
+        if self.sample_shape == ():
+            raise ValueError(
+                "`x` must hold samples that are arrays of at least one dimension (a model "
+                "input of shape (features,)); its first record is a scalar. Wrap each value "
+                "as a 1-element array."
+            )
         if 0 in self.sample_shape:
             raise ValueError(
                 "`x` must hold samples with at least one feature. "
                 f"Received: samples of shape {self.sample_shape}"
             )
         self.dtype = first.dtype
+        self._file_state = _file_state(x)
         if self.in_memory:
             # Memory maps and records are checked per batch as they are read.
             _validation.check_finite_float32("x", x, where=" (samples are cast to float32)")
@@ -119,22 +141,67 @@ class Source:
         if len(indices) and (indices.min() < 0 or indices.max() >= self.n_samples):
             raise IndexError(f"Sample indices must be in [0, {self.n_samples}).")
         if isinstance(self._x, np.ndarray):
+            self._check_file()
             # One gather; sorting random rows first bought nothing on a memory map.
             return self._checked(np.asarray(self._x[indices]))
-        if hasattr(self._x, "__getitems__"):
-            records = self._x.__getitems__([int(i) for i in indices])
-        else:
-            records = [self._x[int(i)] for i in indices]
+        records = self._records([int(i) for i in indices])
         out = np.empty((len(indices), *self.sample_shape), self.dtype)
         for row, record in enumerate(records):
-            value = np.asarray(self._input(record))
+            index = int(indices[row])
+            try:
+                value = np.asarray(self._input(record))
+            except (KeyError, IndexError, TypeError) as error:
+                raise ValueError(
+                    f"Record {index} of `x` has no input under x_key={self._x_key!r} "
+                    f"({error!r}): every record must have the first one's structure."
+                ) from error
             if value.shape != self.sample_shape:
                 raise ValueError(
-                    f"Sample {int(indices[row])} has shape {value.shape}; the first sample "
+                    f"Sample {index} of `x` has shape {value.shape}; the first sample "
                     f"has {self.sample_shape}. All samples must have one shape."
                 )
+            _check_same_kind(value, self.dtype, index)
             out[row] = value
         return self._checked(out)
+
+    def _records(self, indices):
+        """The records at `indices`; a failed read is a `ValueError` naming `x`."""
+        try:
+            if hasattr(self._x, "__getitems__"):
+                records = list(self._x.__getitems__(indices))
+            else:
+                records = [self._x[i] for i in indices]
+        except (KeyError, IndexError) as error:
+            raise ValueError(
+                f"`x` could not read the records {indices[0]}..{indices[-1]} although "
+                f"len(x)={self.n_samples} ({error!r}): `len(x)` must be the number of "
+                "records, each readable as x[i]."
+            ) from error
+        if len(records) != len(indices):
+            raise ValueError(
+                f"`x.__getitems__` returned {len(records)} records for {len(indices)} "
+                "indices: it must return one record per index."
+            )
+        return records
+
+    def _check_file(self):
+        """Refuses a memory-mapped file that changed since the source was made."""
+        if self._file_state is None:
+            return
+        path, state = self._file_state
+        try:
+            now = _stat(path)
+        except OSError as error:
+            raise ValueError(
+                f"The file behind `x` ({path!r}) can no longer be read ({error}): it must "
+                "stay in place, unchanged, while training reads it."
+            ) from error
+        if now != state:
+            raise ValueError(
+                f"The file behind `x` ({path!r}) changed while it was being read (size "
+                f"{state[0]} -> {now[0]} bytes, or rewritten): it must stay unchanged "
+                "while training reads it. Restart from a complete copy of the data."
+            )
 
     def _checked(self, batch):
         if not self.in_memory:
@@ -146,6 +213,7 @@ class Source:
         for start in range(0, self.n_samples, batch_size):
             stop = min(start + batch_size, self.n_samples)
             if isinstance(self._x, np.ndarray):
+                self._check_file()
                 yield start, self._checked(np.asarray(self._x[start:stop]))
             else:
                 yield start, self.read(np.arange(start, stop))
@@ -165,11 +233,7 @@ class Source:
         labels = np.empty(self.n_samples, np.int64)
         for start in range(0, self.n_samples, 4096):
             stop = min(start + 4096, self.n_samples)
-            indices = list(range(start, stop))
-            if hasattr(self._x, "__getitems__"):
-                records = self._x.__getitems__(indices)
-            else:
-                records = [self._x[i] for i in indices]
+            records = self._records(list(range(start, stop)))
             key = self._y_key if self._y_key is not None else 1
             labels[start:stop] = [
                 _record_label(record, key, start + i) for i, record in enumerate(records)
@@ -218,6 +282,36 @@ def _check_feature_dtype(dtype):
             f"(or uint8). Received dtype: {dtype}"
         )
     raise ValueError(f"`x` must hold integers or floats. Received dtype: {dtype}")
+
+
+def _check_same_kind(value, dtype, index):
+    """Refuses a record whose values the first record's dtype cannot hold exactly."""
+    if value.dtype == dtype:
+        return
+    if np.issubdtype(value.dtype, np.floating) and np.issubdtype(dtype, np.floating):
+        return  # Cast to float32 per batch in any case; non-finite values are refused.
+    if np.issubdtype(value.dtype, np.integer) and np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        if value.size == 0 or (info.min <= value.min() and value.max() <= info.max):
+            return
+    raise ValueError(
+        f"Sample {index} of `x` holds {value.dtype} values that the first sample's dtype "
+        f"({dtype}) cannot hold: all records must share one dtype (the first decides). "
+        "Convert the records to one dtype, e.g. float32."
+    )
+
+
+def _file_state(x):
+    """`(path, (size, mtime))` of the file behind a memory map, else `None`."""
+    path = getattr(x, "filename", None) if isinstance(x, np.memmap) else None
+    if path is None:
+        return None
+    return os.fspath(path), _stat(path)
+
+
+def _stat(path):
+    status = os.stat(path)
+    return status.st_size, status.st_mtime_ns
 
 
 def _record_label(record, key, index):

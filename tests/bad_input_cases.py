@@ -31,7 +31,7 @@ F32_MAX = float(np.finfo(np.float32).max)
 F32_TINY = float(np.finfo(np.float32).tiny)
 # Batch sizes and steps per level the curriculum takes; the mosaic phase holds at most
 # MAX_MOSAIC_ITEMS planned items.
-MAX_BATCH = 1 << 24
+MAX_BATCH = 400  # The fixture's samples: a larger batch would repeat samples.
 MAX_STEPS_PER_EPOCH = 1 << 40
 MAX_LEVELS = 10_000
 MAX_MOSAIC_ITEMS = 1 << 25
@@ -332,8 +332,14 @@ PARAMETERS = [
     # Curriculum
     ("Curriculum", "schedule", _curriculum, int_between(1, MAX_LEVELS), curriculum_ok),
     ("Curriculum", "codebook", _curriculum, only_none, curriculum_ok),
-    ("Curriculum", "batch_size", _curriculum, int_between(1, MAX_BATCH), curriculum_ok),
-    ("Curriculum", "mosaic_batch_size", _curriculum, int_between(1, MAX_BATCH), curriculum_ok),
+    ("Curriculum", "batch_size", _curriculum, optional(int_between(1, MAX_BATCH)), curriculum_ok),
+    (
+        "Curriculum",
+        "mosaic_batch_size",
+        _curriculum,
+        optional(int_between(1, MAX_BATCH)),
+        curriculum_ok,
+    ),
     (
         "Curriculum",
         "mode",
@@ -715,7 +721,10 @@ def curriculum_cases(tmp):
         ),
         # Curriculum: batch sizes, steps, seed, mode, criterion, keys
         _case(
-            "Curriculum", "batch_size=2**24", lambda: _curriculum(batch_size=2**24), curriculum_ok
+            "Curriculum", "batch_size=2**24", lambda: _curriculum(batch_size=2**24), "batch_size"
+        ),
+        _case(
+            "Curriculum", "batch_size=N", lambda: _curriculum(batch_size=MAX_BATCH), curriculum_ok
         ),
         *[
             _case(

@@ -359,6 +359,16 @@ def test_custom_schedules_plan_or_fail_clearly(epsilons):
         if epsilon == 0:
             break
     valid = all(e >= 0 for e in read) and read == sorted(read, reverse=True)
+    # A plan must hold codewords below the class means, or no mosaic phase at all.
+    codebook = corpus.Fixtures.get("codebook")
+    roots = codebook.node_mean_error_[codebook.node_level_ == 0].max()
+    planned = []
+    for epsilon in (e for e in read if e > 0):
+        if not len(codebook.frontier(epsilon).nodes):
+            break
+        planned.append(epsilon)
+    if valid and read[0] > 0:
+        valid = bool(planned) and planned[-1] <= roots
     curriculum = assert_clear_or_valid(
         lambda: corpus._curriculum(schedule=corpus.steps_schedule(epsilons)),
         "annealing schedule",

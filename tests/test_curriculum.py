@@ -11,7 +11,7 @@ optimizer is at.
 import keras
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import keras_agd
@@ -57,7 +57,15 @@ def plans():
 
 
 def make(data, plan):
+    """The curriculum of `plan`; a batch larger than the data must be refused by name."""
     codebook = HierarchicalCodebook(branching=2, random_state=0, backend="sklearn")
+    too_large = [
+        name for name in ("batch_size", "mosaic_batch_size") if plan.get(name, 0) > len(data[1])
+    ]
+    if too_large:
+        with pytest.raises(ValueError, match=f"`{too_large[0]}` must be at most the number"):
+            Curriculum(*data, codebook=codebook, **plan)
+        assume(False)
     return Curriculum(*data, codebook=codebook, **plan)
 
 
@@ -161,7 +169,7 @@ def test_the_identity_changes_with_every_field():
         {"seed": 4},
         {"schedule": 2},
         {"batch_size": 64},
-        {"mosaic_batch_size": 512},
+        {"mosaic_batch_size": 100},
         {"mode": "proportional"},
         {"criterion": "max"},
         {"steps_per_level": 2},
