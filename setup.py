@@ -48,4 +48,6 @@ setup(
         ],
     },
     license="Apache-2.0",
+    # The full text ships in the wheel (.dist-info/licenses/) and the sdist.
+    license_files=["LICENSE"],
 )
