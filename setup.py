@@ -4,11 +4,24 @@ Lower bounds are the oldest releases CI tests (constraints-oldest.txt), upper bo
 newest (constraints.txt).
 """
 
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+HERE = Path(__file__).resolve().parent
+
+
+def read_version():
+    """`__version__` of keras_agd/_version.py, read as text: importing the package would
+    import TensorFlow."""
+    text = (HERE / "keras_agd" / "_version.py").read_text(encoding="utf-8")
+    return re.search(r'^__version__ = "([^"]+)"$', text, re.MULTILINE).group(1)
+
 
 setup(
     name="keras-agd",
-    version="0.1.0",
+    version=read_version(),
     description=(
         "Annealed gradient descent and layer-specific adaptive learning rates for Keras 3."
     ),
