@@ -118,9 +118,10 @@ setup(
         "dev": [
             "faiss-cpu>=1.14.2,<1.16",  # So that the tests cover both codebook backends.
             "pytest>=8,<10",
-            "hypothesis>=6,<7",
+            "hypothesis>=6.155.2,<7",
             "ruff>=0.6,<0.18",
             "matplotlib>=3.9,<3.12",
+            "build>=1.2.2,<1.7",  # The wheel and the sdist (`python -m build`).
         ],
         # The documentation site (mkdocs.yml) and the tutorial notebooks (docs/tutorials/).
         "docs": [
