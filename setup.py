@@ -124,6 +124,7 @@ setup(
             "build>=1.2.2,<1.7",  # The wheel and the sdist (`python -m build`).
         ],
         # The documentation site (mkdocs.yml) and the tutorial notebooks (docs/tutorials/).
+        # CI installs it with constraints.txt only, so its lower bounds are not tested.
         "docs": [
             "mkdocs>=1.6,<1.7",
             "mkdocs-material>=9.5,<9.9",
