@@ -1,6 +1,7 @@
 """keras-agd: annealed gradient descent and layer-specific adaptive learning rates."""
 
 from keras_agd import datasets, multi_worker, schedules
+from keras_agd._version import __version__ as __version__  # Re-exported; __all__ is the API.
 from keras_agd.agd import AGD
 from keras_agd.callbacks import CurriculumLogger, LayerFactorLogger
 from keras_agd.codebook import Frontier, HierarchicalCodebook
@@ -8,8 +9,6 @@ from keras_agd.curriculum import Curriculum, Level
 from keras_agd.layer_adaptive import LayerAdaptive, layer_factors, variable_groups
 from keras_agd.mosaic_dataset import mosaic_dataset
 from keras_agd.sources import Source
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AGD",
