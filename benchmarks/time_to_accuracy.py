@@ -84,6 +84,15 @@ def parse_args(argv=None):
     parser.add_argument("--train-samples", type=int, default=None, help="first N samples")
     parser.add_argument("--synthetic-samples", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=Path("results/time_to_accuracy"))
+    parser.add_argument(
+        "--plot-only",
+        type=Path,
+        metavar="JSON",
+        help="redraw the figure of this result file (no training) and exit",
+    )
+    parser.add_argument(
+        "--plot-to", type=Path, metavar="PNG", help="with --plot-only: where (default: beside it)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.hidden, args.train_samples = 1, [128, 64], args.train_samples or 12000
@@ -361,33 +370,68 @@ def summarize(runs, build_seconds, margin, plan_seconds):
     return {"target_accuracy": target, "sgd_time_budget_s": budget, "methods": rows}
 
 
-def plot(runs, path):
+def describe(result):
+    """A readable title: workload, model, epochs and seeds of a result."""
+    settings = result["settings"]
+    data = {"mnist": "MNIST", "deformed": "Deformed MNIST"}.get(result.get("workload"), "MNIST")
+    if settings.get("train_samples"):
+        data += f", {settings['train_samples']:,} training images"
+    model = f"{settings['activation']} MLP {'-'.join(map(str, settings['hidden']))}"
+    return f"{data}, {model} (median and range of {settings['seeds']} seeds)"
+
+
+def plot(result, path):
+    """Training loss and test error against training time: the median of the seeds as a
+    line, their range shaded, one colour, marker and line style per method, and the
+    target accuracy as a black dotted line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from _plots import error_range, percent_log_axis, plain_log_axis, style
 
+    runs = result["runs"]
+    target = 1 - result["summary"]["target_accuracy"]
     end = max(point["seconds"] for curves in runs.values() for c in curves for point in c)
     grid = np.linspace(0, end, 200)
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    figure, axes = plt.subplots(1, 2, figsize=(12, 5.4))
+    errors = []
     for method, curves in runs.items():
         for axis, key, transform in (
             (axes[0], "loss", lambda v: v),
-            (axes[1], "test_accuracy", lambda v: 1 - v),
+            (axes[1], "test_accuracy", lambda v: 100 * (1 - v)),
         ):
             stacked = np.array([_steps(curve, key, grid) for curve in curves])
             with warnings.catch_warnings():  # All-NaN columns before the first epoch ends.
                 warnings.simplefilter("ignore", RuntimeWarning)
                 middle, low, high = (f(stacked, 0) for f in (np.nanmedian, np.nanmin, np.nanmax))
-            line = axis.plot(grid, transform(middle), label=method)[0]
+            kwargs = style(method, markevery=20)
+            axis.plot(grid, transform(middle), **kwargs)
             axis.fill_between(
-                grid, transform(low), transform(high), color=line.get_color(), alpha=0.15
+                grid, transform(low), transform(high), color=kwargs["color"], alpha=0.12
             )
-    axes[0].set(xlabel="training time (s)", ylabel="training loss", yscale="log")
-    axes[1].set(xlabel="training time (s)", ylabel="test error", yscale="log")
-    axes[1].legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+            if key == "test_accuracy":
+                errors.append(1 - stacked)
+    axes[0].set(xlabel="training time (s)", ylabel="training loss", title="Training loss")
+    plain_log_axis(axes[0], which="y")
+    axes[1].axhline(100 * target, color="black", linestyle=":", linewidth=1.2)
+    percent_log_axis(axes[1], *error_range(np.concatenate(errors, axis=None), target))
+    axes[1].set(xlabel="training time (s)", ylabel="test error", title="Test error")
+    for axis in axes:
+        axis.grid(alpha=0.3)
+        axis.set_xlim(0, end)
+    handles, labels = axes[0].get_legend_handles_labels()
+    handles.append(plt.Line2D([], [], color="black", linestyle=":", linewidth=1.2))
+    labels.append(f"target: {1 - target:.2%} test accuracy")
+    figure.suptitle(describe(result), fontsize=13)
+    figure.legend(
+        handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.01), ncol=4, fontsize=9
+    )
+    rows = -(-len(labels) // 4)
+    figure.tight_layout(rect=(0, 0.045 * rows + 0.02, 1, 1))
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return figure
 
 
 def _steps(curve, key, grid):
@@ -511,12 +555,16 @@ def run_synthetic_workload(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.plot_only:  # Redraw a committed figure from its JSON, without training.
+        png = args.plot_to or args.plot_only.with_suffix(".png")
+        plot(json.loads(args.plot_only.read_text()), png)
+        print(f"wrote {png}")
+        return None
     args.out.mkdir(parents=True, exist_ok=True)
     if args.workload == "synthetic":
         result = run_synthetic_workload(args)
     else:
         result = run_training_workload(args)
-        plot(result["runs"], args.out / f"{args.workload}.png")
     result = {
         "benchmark": "time_to_accuracy",
         "workload": args.workload,
@@ -524,6 +572,8 @@ def main(argv=None):
         "machine": machine(),
         **result,
     }
+    if "runs" in result:
+        plot(result, args.out / f"{args.workload}.png")
     (args.out / f"{args.workload}.json").write_text(json.dumps(result, indent=2, default=float))
     printable = {k: v for k, v in result.items() if k != "runs"}
     print(json.dumps(printable, indent=2, default=float))

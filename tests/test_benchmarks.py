@@ -165,3 +165,56 @@ def test_scale_benchmark_times_level_boundaries_on_a_small_memory_map(mnist_path
     assert train["regular_throughput_vs_plain_median"] > 0
     assert all(np.isfinite(train["loss"]))
     assert not any(path.name.endswith(".u8") for path in tmp_path.iterdir())  # Removed.
+
+
+IMAGES = Path(__file__).resolve().parents[1] / "docs" / "images"
+
+
+def _titles_and_labels(figure):
+    """The suptitle, the y tick labels of each panel and the legend of a drawn figure."""
+    labels = [[t.get_text() for t in axis.get_yticklabels()] for axis in figure.axes]
+    legend = [t.get_text() for t in figure.legends[0].get_texts()]
+    return figure._suptitle.get_text(), labels, legend
+
+
+def test_mosaic_study_redraws_a_committed_figure_from_its_json(tmp_path):
+    import mosaic_study
+
+    source = IMAGES / "mosaic_study" / "mlp_noise0_budget6.json"
+    (tmp_path / source.name).write_bytes(source.read_bytes())
+    assert mosaic_study.main(["--plot-only", str(tmp_path / source.name)]) is None
+    assert (tmp_path / "mlp_noise0_budget6.png").stat().st_size > 0
+    result = json.loads(source.read_text())
+    title, labels, legend = _titles_and_labels(mosaic_study.plot(result, tmp_path / "a.png"))
+    assert title == "MNIST, MLP 512-256-128, 6-epoch budget (median of 5 seeds)"
+    # Percent labels where the curves end (around 2%), not only at the decades.
+    assert {"2%", "3%", "5%"} <= set(labels[0])
+    assert len(set(legend)) == len(legend) == len(result["runs"]) + 1
+    assert legend[-1].startswith("target: 98.04% test accuracy")
+
+
+def test_time_to_accuracy_redraws_a_committed_figure_from_its_json(tmp_path):
+    import time_to_accuracy
+
+    source = IMAGES / "deformed.json"
+    png = tmp_path / "deformed.png"
+    assert time_to_accuracy.main(["--plot-only", str(source), "--plot-to", str(png)]) is None
+    assert png.stat().st_size > 0
+    result = json.loads(source.read_text())
+    title, labels, legend = _titles_and_labels(time_to_accuracy.plot(result, png))
+    assert title.startswith("Deformed MNIST, relu MLP 512-256-128")
+    assert {"2%", "3%", "5%"} <= set(labels[1])
+    assert legend[-1] == f"target: {result['summary']['target_accuracy']:.2%} test accuracy"
+
+
+def test_every_arm_of_the_figures_has_its_own_look():
+    import _plots
+
+    looks = [(color, marker) for _, color, marker, _ in _plots.STYLES.values()]
+    mosaic = [
+        _plots.STYLES[name][1:3]
+        for name in ("sgd", "adam", "large_batch_sgd", "phased_sgd", "random_subset")
+        + ("agd", "agd_proportional", "group_means", "medoids")
+    ]
+    assert len(set(mosaic)) == len(mosaic)
+    assert len(set(looks)) == len(looks)

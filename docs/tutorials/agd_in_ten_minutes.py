@@ -14,8 +14,6 @@
 # %% [markdown]
 # # AGD in ten minutes
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/keras-agd/keras-agd/blob/main/docs/tutorials/agd_in_ten_minutes.ipynb)
-#
 # Annealed gradient descent (AGD, Pan & Jiang, UAI 2015) trains first on the codewords of a
 # k-means codebook of the training set, coarse ones first, then on ever finer codebooks, then
 # on the real samples. In keras-agd that is three calls around an ordinary `model.fit`:
@@ -29,17 +27,7 @@
 #    batches of the steps from the one the optimizer is at.
 #
 # This notebook fits and saves a codebook, plans a curriculum, trains an MLP on MNIST with AGD
-# and, beside it, with plain SGD, plots ε and the test accuracy, and resumes a saved model.
-
-# %%
-# On Colab: install keras-agd from its repository (skipped where it is already installed).
-import importlib.util
-import subprocess
-import sys
-
-PACKAGE = "keras-agd @ git+https://github.com/keras-agd/keras-agd"
-if importlib.util.find_spec("keras_agd") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
+# and, beside it, with plain SGD, plots ε and the test error, and resumes a saved model.
 
 # %%
 import os
@@ -138,8 +126,9 @@ print(f"the batch of step 0: {len(rows)} rows, mean weight {weights.mean():.3f}"
 # phase would fit. So the mosaic phase gets a `fit` of its own, in five short windows, and a
 # second `fit` continues from the step the first one ended at, one pass per epoch.
 # `keras_agd.CurriculumLogger` adds ε, the phase, the frontier size and the step to the logs.
-# A small callback records the training time of each epoch (evaluation excluded) so that
-# both methods can be plotted against time.
+# `shuffle=False`: the curriculum shuffles every level and every pass itself (Keras warns
+# that it ignores `shuffle=True` on a dataset). A small callback records the training time
+# of each epoch (evaluation excluded) so that both methods can be plotted against time.
 
 
 # %%
@@ -175,6 +164,16 @@ def mlp():
 
 loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
+
+def print_epochs(history, columns):
+    """A narrow table of a Keras history: one row per epoch, `{header: (key, format)}`."""
+    print("epoch " + " ".join(f"{header:>9}" for header in columns))
+    rows = zip(*(history[key] for key, _ in columns.values()))
+    for epoch, row in enumerate(rows, 1):
+        cells = (format(value, spec) for value, (_, spec) in zip(row, columns.values()))
+        print(f"{epoch:5d} " + " ".join(f"{cell:>9}" for cell in cells))
+
+
 # %%
 keras.utils.set_random_seed(0)
 model = mlp()
@@ -189,24 +188,37 @@ window = -(-curriculum.mosaic_steps // 5)
 mosaic = model.fit(
     curriculum.dataset(model, steps_per_epoch=window),
     epochs=5,
+    shuffle=False,
     validation_data=(x_test, y_test),
     callbacks=[agd_clock, keras_agd.CurriculumLogger()],
-    verbose=2,
+    verbose=0,
 )
 regular = model.fit(
     curriculum.dataset(model),
     epochs=regular_passes,
+    shuffle=False,
     validation_data=(x_test, y_test),
     callbacks=[agd_clock, keras_agd.CurriculumLogger()],
-    verbose=2,
+    verbose=0,
 )
 agd = {key: mosaic.history[key] + regular.history[key] for key in mosaic.history}
+print_epochs(
+    agd,
+    {
+        "step": ("step", ".0f"),
+        "mosaic": ("mosaic_phase", ".0f"),
+        "ε": ("epsilon", ".3f"),
+        "frontier": ("frontier_size", ",.0f"),
+        "loss": ("loss", ".4f"),
+        "test acc.": ("val_accuracy", ".4f"),
+    },
+)
 
 # %% [markdown]
-# Every batch was full, so the loss and accuracy in the logs are those of the items trained
-# on (in the mosaic phase: codewords, weighted by ω). Keras' warning that `shuffle=True` is
-# ignored is harmless: the curriculum shuffles every level and every pass itself. Plain SGD
-# with the same model, rate and momentum:
+# The logs end each epoch at the step the optimizer reached; `mosaic` is 1 while it trains
+# on codewords. Every batch was full, so the loss is that of the items trained on (in the
+# mosaic phase: codewords, weighted by ω). Plain SGD with the same model, rate and
+# momentum:
 
 # %%
 keras.utils.set_random_seed(0)
@@ -225,11 +237,14 @@ sgd = sgd_model.fit(
     epochs=sgd_epochs,
     validation_data=(x_test, y_test),
     callbacks=[sgd_clock],
-    verbose=2,
+    verbose=0,
 )
+print_epochs(sgd.history, {"loss": ("loss", ".4f"), "test acc.": ("val_accuracy", ".4f")})
 
 # %%
-fig, axes = plt.subplots(2, 1, figsize=(8, 6))
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+fig, axes = plt.subplots(2, 1, figsize=(8, 7))
 steps = range(curriculum.mosaic_steps + window)
 axes[0].plot(
     steps,
@@ -239,13 +254,23 @@ axes[0].plot(
 )
 last_steps = [s - 1 for s in mosaic.history["step"]]
 axes[0].plot(last_steps, mosaic.history["epsilon"], "o", label="CurriculumLogger, each epoch")
-axes[0].axvline(curriculum.mosaic_steps, color="gray", linestyle=":")
-axes[0].annotate(" real samples", (curriculum.mosaic_steps, curriculum.levels[0].epsilon))
-axes[0].set(title="AGD: quantization error ε of each step", xlabel="step", ylabel="ε")
+axes[0].axvline(
+    curriculum.mosaic_steps, color="gray", linestyle=":", label="first step on real samples"
+)
+axes[0].set(title="AGD: quantization error ε of each step", xlabel="optimizer step", ylabel="ε")
 axes[0].legend(loc="lower left")
-axes[1].plot(agd_clock.seconds, agd["val_accuracy"], marker="o", label="AGD")
-axes[1].plot(sgd_clock.seconds, sgd.history["val_accuracy"], marker="s", label="SGD")
-axes[1].set(title="test accuracy", xlabel="training time (s)", ylabel="accuracy")
+
+# Test error in percent, on a log axis labelled where the curves are.
+axes[1].plot(agd_clock.seconds, [100 * (1 - a) for a in agd["val_accuracy"]], "o-", label="AGD")
+axes[1].plot(
+    sgd_clock.seconds, [100 * (1 - a) for a in sgd.history["val_accuracy"]], "s--", label="SGD"
+)
+axes[1].set_yscale("log")
+axes[1].yaxis.set_major_locator(FixedLocator([1, 2, 3, 5, 10, 20, 30, 50]))
+axes[1].yaxis.set_minor_locator(NullLocator())
+axes[1].yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}%"))
+axes[1].set(title="Test error", xlabel="training time (s)", ylabel="test error")
+axes[1].grid(alpha=0.3)
 axes[1].legend()
 fig.tight_layout()
 
@@ -262,8 +287,7 @@ print(f"SGD: {sgd.history['val_accuracy'][-1]:.4f} test accuracy after {sgd_cloc
 # mosaic phase is short (a few hundred to a few thousand codewords a level); whether AGD
 # reaches a given accuracy sooner than SGD overall is what the benchmarks measure, over
 # several seeds and against controls without a codebook. The tutorial
-# [When does AGD pay?](https://github.com/keras-agd/keras-agd/blob/main/docs/tutorials/when_does_agd_pay.ipynb)
-# reads their results.
+# [When does AGD pay?](../when_does_agd_pay/) reads their results.
 #
 # ## 4. Saving and resuming
 #
@@ -279,6 +303,7 @@ print("step", int(loaded.optimizer.iterations.numpy()), "-", loaded.optimizer.ph
 more = loaded.fit(
     curriculum.dataset(loaded, steps_per_epoch=window),
     epochs=1,
+    shuffle=False,
     callbacks=[keras_agd.CurriculumLogger()],
     verbose=0,
 )
@@ -292,7 +317,7 @@ except ValueError as error:
 # %% [markdown]
 # ## Next
 #
-# - [Your own data](https://github.com/keras-agd/keras-agd/blob/main/docs/tutorials/your_own_data.ipynb): data on disk, tfds, your own `tf.data` pipeline.
-# - [Layer-specific rates on any optimizer](https://github.com/keras-agd/keras-agd/blob/main/docs/tutorials/layer_adaptive_optimizers.ipynb).
-# - The guide [Annealed gradient descent in keras-agd](https://github.com/keras-agd/keras-agd/blob/main/docs/agd.md) (resuming, custom loops, mixed precision,
-#   what fails loudly) and [Troubleshooting](https://github.com/keras-agd/keras-agd/blob/main/docs/troubleshooting.md).
+# - [Your own data](../your_own_data/): data on disk, tfds, your own `tf.data` pipeline.
+# - [Layer-specific rates on any optimizer](../layer_adaptive_optimizers/).
+# - The guide [Annealed gradient descent](../../agd/) (resuming, custom loops, mixed
+#   precision, what fails loudly) and [Troubleshooting](../../troubleshooting/).

@@ -11,11 +11,14 @@ are generated, for Colab and the documentation site:
 `--execute` runs every notebook top to bottom in a temporary folder, with the
 environment as it is (set `KERAS_AGD_TUTORIAL_SMALL=1` for the small CI setting,
 `KERAS_AGD_MNIST` for a local MNIST file). TensorFlow's C++ log lines and terminal colour
-codes are dropped from the saved outputs; everything else is kept as the run printed it.
+codes are dropped from the saved outputs, and the cells keep the execution counts of the
+run (1, 2, ... in order); everything else is kept as the run printed it.
 
-The notebooks name the repository `keras-agd/keras-agd` on GitHub, branch `main` (the Colab
-badges, the install cell, links, the benchmark JSON read by "When does AGD pay?"); if the
-repository lives elsewhere, replace that slug in every source here (`grep -r keras-agd/keras-agd`).
+The sources hold the tutorials' text and code only. Every notebook gets two cells from
+here: the "Open in Colab" badge under its title and the install cell before its first code
+cell, both naming the repository `REPOSITORY` below (the same as mkdocs.yml's `repo_url`).
+Links in the text are relative links to the documentation site's pages (`../../agd/`), so
+that they stay on the site.
 """
 
 import argparse
@@ -29,6 +32,11 @@ import jupytext
 import nbformat
 
 HERE = Path(__file__).resolve().parent
+# The repository on GitHub (owner/name) and its branch: the Colab badges and the install
+# cell name it; "When does AGD pay?" reads the benchmark JSON from it where it runs outside a
+# checkout (its source names the same slug, which tests/test_tutorials.py checks).
+REPOSITORY = "keras-agd/keras-agd"
+BRANCH = "main"
 # In reading order; the site's navigation (mkdocs.yml) lists the same notebooks.
 TUTORIALS = [
     "agd_in_ten_minutes",
@@ -45,9 +53,73 @@ _NATIVE_LOG = re.compile(
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+# The first code cell of every notebook. Where keras-agd is missing (Colab), it installs it,
+# and warns when pip replaced a package that the runtime had already imported: keras-agd
+# pins the TensorFlow and Keras releases it is tested with, which may differ from Colab's.
+INSTALL_CELL = """\
+# Installs keras-agd where it is missing (on Colab): `pip install keras-agd` from PyPI once
+# it is published there, until then from GitHub. From a checkout of the repository:
+# `pip install -e .` in its folder.
+import importlib.metadata
+import importlib.util
+import subprocess
+import sys
+
+GITHUB = "keras-agd @ git+https://github.com/<repository>@<branch>"
+
+
+def pip_install(package):
+    command = [sys.executable, "-m", "pip", "install", "-q", package]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+if importlib.util.find_spec("keras_agd") is None:
+    if pip_install("keras-agd").returncode != 0:
+        print("keras-agd is not on PyPI (not published yet?): installing it from GitHub.")
+        installed = pip_install(GITHUB)
+        if installed.returncode != 0:
+            raise RuntimeError("pip could not install keras-agd:\\n" + installed.stderr)
+    # A package imported before pip replaced it stays at its old version until a restart.
+    replaced = [
+        f"{name} {sys.modules[name].__version__} (installed: {importlib.metadata.version(name)})"
+        for name in ("numpy", "tensorflow", "keras")
+        if name in sys.modules
+        and sys.modules[name].__version__ != importlib.metadata.version(name)
+    ]
+    if replaced:
+        print(
+            "pip replaced packages that this runtime had already imported: "
+            + ", ".join(replaced)
+            + ".\\nRestart the runtime (Runtime > Restart session) and run the notebook again."
+        )
+""".replace("<repository>", REPOSITORY).replace("<branch>", BRANCH)
+
+
+def colab_badge(name):
+    url = (
+        f"https://colab.research.google.com/github/{REPOSITORY}/blob/{BRANCH}"
+        f"/docs/tutorials/{name}.ipynb"
+    )
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
+
+
 def notebook(name):
-    """The notebook of tutorial `name` as written from its source, without outputs."""
-    return jupytext.read(HERE / f"{name}.py")
+    """The notebook of tutorial `name` as written from its source, without outputs.
+
+    The source's first cell is its title; the badge goes under it, and the install cell
+    before the first code cell.
+    """
+    nb = jupytext.read(HERE / f"{name}.py")
+    title = nb.cells[0]
+    heading, _, rest = title.source.partition("\n")
+    if title.cell_type != "markdown" or not heading.startswith("# "):
+        raise ValueError(f"{name}.py: the first cell must start with the title, '# ...'")
+    title.source = f"{heading}\n\n{colab_badge(name)}\n{rest}"
+    first_code = next(i for i, cell in enumerate(nb.cells) if cell.cell_type == "code")
+    nb.cells.insert(first_code, nbformat.v4.new_code_cell(INSTALL_CELL.rstrip("\n")))
+    for index, cell in enumerate(nb.cells):  # Stable ids: a rebuild changes only what changed.
+        cell.id = f"cell-{index}"
+    return nb
 
 
 def cells(nb):
@@ -79,7 +151,6 @@ def clean_outputs(nb):
                 output.text = text
             outputs.append(output)
         cell.outputs = outputs
-        cell.execution_count = None
         cell.metadata.pop("execution", None)
     nb.metadata.pop("widgets", None)
     return nb

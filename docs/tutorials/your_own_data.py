@@ -14,8 +14,6 @@
 # %% [markdown]
 # # Your own data
 #
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/keras-agd/keras-agd/blob/main/docs/tutorials/your_own_data.ipynb)
-#
 # AGD does not need the training set in memory: the stream of a `keras_agd.Curriculum`
 # keeps only the codewords and the labels in memory and reads samples by index, batch by
 # batch, from a `keras_agd.Source`: an array, an `np.memmap`, a tensorflow-datasets (tfds)
@@ -27,18 +25,10 @@
 # `tf.data` pipeline that augments the regular phase, and shows the memory-map variant.
 
 # %%
-# On Colab: install keras-agd from its repository (skipped where it is already installed).
-import importlib.util
-import subprocess
-import sys
-
-PACKAGE = "keras-agd @ git+https://github.com/keras-agd/keras-agd"
-if importlib.util.find_spec("keras_agd") is None:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", PACKAGE], check=True)
-
-# %%
+import contextlib
+import io
+import logging
 import os
-import tempfile
 
 import keras
 import matplotlib.pyplot as plt
@@ -63,9 +53,17 @@ tfds.disable_progress_bar()
 # same kind of object: records `{"image": (28, 28) uint8, "label": int}`.
 
 # %%
-data_dir = os.path.join(tempfile.gettempdir(), "keras_agd_data")
+data_dir = "keras_agd_data"  # In the working folder; written once, reused by later runs.
 num_examples = 6000 if SMALL else None
-records = keras_agd.datasets.mnist_data_source(data_dir, split="train", num_examples=num_examples)
+# The first call writes the dataset: tfds prints its progress, and absl warns that the new
+# folder has no dataset_info.json yet (tfds writes it last). Both are kept off this page.
+absl_log = logging.getLogger("absl")
+try:
+    absl_log.disabled = True
+    with contextlib.redirect_stdout(io.StringIO()):
+        records = keras_agd.datasets.mnist_data_source(data_dir, "train", num_examples=num_examples)
+finally:
+    absl_log.disabled = False
 source = keras_agd.Source(records, x_key="image", y_key="label")
 print(len(records), "records; one sample:", source.sample_shape, records[0]["image"].dtype)
 
@@ -81,7 +79,7 @@ codebook = keras_agd.HierarchicalCodebook(branching=5, random_state=0).fit(sourc
 print(codebook.summary())
 
 # %% [markdown]
-# ## Your own `tf.data` pipeline for the regular phase
+# ## Your own input pipeline for the regular phase
 #
 # `regular_dataset=` takes a `tf.data.Dataset` of `(x, y)` batches over the same samples,
 # with a known number of batches (one epoch). It is used as it is: its own batch size,
@@ -134,6 +132,8 @@ for level in curriculum.levels:
 # phase gets a `fit` of its own (`steps_per_epoch=curriculum.mosaic_steps`, one epoch); the
 # second `fit` continues from that step on your own pipeline, one pass (469 batches of 128 at
 # full size) per epoch. `CurriculumLogger` adds the phase and the frontier size to the logs.
+# `shuffle=False`: the curriculum and your pipeline shuffle themselves (Keras warns that it
+# ignores `shuffle=True` on a dataset).
 
 # %%
 model = keras.Sequential(
@@ -159,31 +159,40 @@ histories = [
     model.fit(
         curriculum.dataset(model, steps_per_epoch=steps, regular_dataset=regular),
         epochs=epochs,
+        shuffle=False,
         validation_data=(x_test, y_test),
         callbacks=[keras_agd.CurriculumLogger()],
-        verbose=2,
+        verbose=0,
     ).history
     for steps, epochs in [(curriculum.mosaic_steps, 1), (None, regular_passes)]
 ]
 history = {key: histories[0][key] + histories[1][key] for key in histories[0]}
+print("epoch   step  trained on  frontier  test accuracy")
+for epoch, (step, mosaic, frontier, accuracy) in enumerate(
+    zip(
+        history["step"], history["mosaic_phase"], history["frontier_size"], history["val_accuracy"]
+    ),
+    1,
+):
+    items = "codewords" if mosaic else "samples"
+    print(f"{epoch:5d} {step:6.0f}  {items:>10} {frontier:9,.0f}  {accuracy:13.4f}")
 
 # %%
-epochs = np.arange(1, len(history["val_accuracy"]) + 1)
-phase = ["codewords" if p else "samples" for p in history["mosaic_phase"]]
-fig, ax = plt.subplots(figsize=(6, 3.5))
-ax.plot(epochs, history["val_accuracy"], marker="o")
-for epoch, accuracy, label, step in zip(epochs, history["val_accuracy"], phase, history["step"]):
-    ax.annotate(
-        f"{label}\nstep {int(step):,}",
-        (epoch, accuracy),
-        textcoords="offset points",
-        xytext=(0, 8),
-        ha="center",
-        fontsize=8,
-    )
-ax.set(xlabel="epoch", ylabel="test accuracy", title="small CNN, AGD over tfds records")
-ax.set(xticks=epochs, xlim=(0.5, len(epochs) + 0.5))
-ax.set(ylim=(0, 1.15), yticks=np.linspace(0, 1, 6))  # Room for the labels above 1.
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+steps = np.array(history["step"])
+error = 100 * (1 - np.array(history["val_accuracy"]))
+fig, ax = plt.subplots(figsize=(7, 4))
+ax.axvspan(0, curriculum.mosaic_steps, color="C1", alpha=0.15, label="mosaic phase (codewords)")
+ax.plot(steps, error, "o-", color="C0", label="test error at the end of each epoch")
+ax.set_yscale("log")
+ax.yaxis.set_major_locator(FixedLocator([0.5, 1, 1.5, 2, 3, 4, 5, 7, 10, 15, 20, 30, 50]))
+ax.yaxis.set_minor_locator(NullLocator())
+ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}%"))
+ax.set(xlim=(0, 1.05 * steps[-1]), ylim=(0.8 * error.min(), 1.5 * error.max()))
+ax.set(xlabel="optimizer step", ylabel="test error", title="Small CNN, AGD over tfds records")
+ax.grid(alpha=0.3)
+ax.legend()
 fig.tight_layout()
 
 # %% [markdown]
@@ -196,7 +205,7 @@ fig.tight_layout()
 # stream continues the model trained above from its step.
 
 # %%
-path = os.path.join(tempfile.gettempdir(), "mnist_x_train.npy")
+path = "mnist_x_train.npy"  # In the working folder.
 np.save(path, x_train)
 x_on_disk = np.load(path, mmap_mode="r")
 on_disk = keras_agd.Curriculum(
@@ -223,5 +232,4 @@ print("a stream over", type(x_on_disk).__name__, x_on_disk.shape, x_on_disk.dtyp
 #   `regular_dataset=`.
 # - Class weights go to the stream, `curriculum.dataset(model, class_weight={...})`, not to
 #   `fit`: every batch already carries sample weights. The
-#   [troubleshooting page](https://github.com/keras-agd/keras-agd/blob/main/docs/troubleshooting.md)
-#   lists these errors.
+#   [troubleshooting page](../../troubleshooting/) lists these errors.
