@@ -218,4 +218,4 @@ def test_the_install_cell_uses_pypi_then_github_and_asks_for_a_restart(monkeypat
     assert _run_install_cell(monkeypatch, 1, imported_keras=True) == ["keras-agd", github]
     out = capsys.readouterr().out
     assert "keras 3.0.0 (installed: 9.9.9)" in out
-    assert "Restart the runtime (Runtime > Restart session) and run the notebook again." in out
+    assert "Restart the Colab runtime (from its Runtime menu) and run the notebook again." in out

@@ -90,7 +90,7 @@ if importlib.util.find_spec("keras_agd") is None:
         print(
             "pip replaced packages that this runtime had already imported: "
             + ", ".join(replaced)
-            + ".\\nRestart the runtime (Runtime > Restart session) and run the notebook again."
+            + ".\\nRestart the Colab runtime (from its Runtime menu) and run the notebook again."
         )
 """.replace("<repository>", REPOSITORY).replace("<branch>", BRANCH)
 
