@@ -137,9 +137,6 @@ class Curriculum:
         x_key=None,
         y_key=None,
     ):
-        for name, size in (("batch_size", batch_size), ("mosaic_batch_size", mosaic_batch_size)):
-            if size is not None:
-                _validation.check_integer(name, size, 1, 1 << 24)
         if mode not in MODES:
             raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode!r}")
         if criterion not in ("mean", "max"):
@@ -438,12 +435,13 @@ def _batch_size(name, size, default, n_samples):
     """`size`, or `default` capped at N; a batch larger than the data would repeat samples."""
     if size is None:
         return min(default, n_samples)
+    size = _validation.check_integer(name, size, 1, 1 << 24)
     if size > n_samples:
         raise ValueError(
             f"`{name}` must be at most the number of training samples ({n_samples}): a "
             f"larger batch would hold some samples several times. Received: {name}={size}"
         )
-    return int(size)
+    return size
 
 
 def _check_schedule_fits(schedule, codebook, levels, criterion):

@@ -53,7 +53,8 @@ def mosaic_dataset(
             number of batches, used as it is (decoding, augmentation, batch size) and
             repeated for the regular phase; the mosaic phase still reads the
             curriculum's source. It resumes by skipping batches, so its order is as
-            reproducible as its own shuffling. Defaults to `None`.
+            reproducible as its own shuffling. Its first batch is read once here, to
+            check that it batches the same samples on the same scale. Defaults to `None`.
         augment: Optional function `(x_batch, y_batch) -> (x_batch, y_batch)` in
             TensorFlow ops (e.g. random deformation), applied to the batches of the
             regular phase read from the source. Defaults to `None`.
