@@ -449,7 +449,8 @@ def _check_schedule_fits(schedule, codebook, levels, criterion):
 
     Such a schedule (e.g. made from a codebook of data scaled 0 to 255, for data in
     [0, 1]) either selects no codeword at all, so the mosaic phase is empty, or keeps
-    every level at the class means (ε above every root's error).
+    every level at the class means (ε above every root's error, yet of the data's
+    order of magnitude: an ε a million times above every error is taken as meant).
     """
     errors = codebook._node_errors(criterion)
     roots = codebook.node_level_ == 0
@@ -468,7 +469,10 @@ def _check_schedule_fits(schedule, codebook, levels, criterion):
             f"ε={float(np.asarray(schedule(0))):.4g}, and {scale}, so the mosaic phase would be "
             f"empty. {fix}"
         )
-    if levels and codebook.n_levels_ > 1 and levels[-1].epsilon > float(errors[roots].max()):
+    smallest = levels[-1].epsilon if levels else 0.0
+    # ε = inf (or far above every error, as 1e30) asks for the class means on purpose.
+    on_purpose = smallest >= 1e6 * max(float(errors.max()), _validation.FLOAT32_TINY)
+    if codebook.n_levels_ > 1 and float(errors[roots].max()) < smallest and not on_purpose:
         raise ValueError(
             f"`schedule`: the annealing schedule {_name(schedule)} keeps every mosaic level at "
             f"the class means: its smallest ε={levels[-1].epsilon:.4g} is above every class root's "

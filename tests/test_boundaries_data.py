@@ -327,3 +327,10 @@ def test_a_codebook_refit_after_the_curriculum_does_not_change_its_plan(blobs):
     codebook.set_params(branching=3).fit(*blobs)
     assert curriculum.get_config() == config
     assert curriculum.codebook is not codebook
+
+
+def test_a_schedule_far_above_every_error_keeps_the_class_means_on_purpose(blobs, codebook):
+    # ε = 1e30, 5e29, 2.5e29: the coarsest frontier (one codeword a class) asked for.
+    schedule = schedules.ExponentialAnnealing(1e30, 0.5, final_epsilon=2e29)
+    curriculum = Curriculum(*blobs, codebook=codebook, schedule=schedule, seed=0)
+    assert [level.frontier_size for level in curriculum.levels] == [3, 3, 3]
