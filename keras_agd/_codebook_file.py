@@ -2,13 +2,13 @@
 
 import hashlib
 import json
+import math
 import os
-import tempfile
 
 import numpy as np
 
-from keras_agd import _validation
-from keras_agd._npz import read_npz
+from keras_agd import _atomic_file, _validation
+from keras_agd._npz import NpzFile
 
 FORMAT = "keras_agd.HierarchicalCodebook"
 # 2: the checksum covers the metadata and the arrays' dtypes and shapes; `sample_node_`
@@ -25,6 +25,8 @@ ARRAYS = {
     "node_max_error_": np.float32,
     "sample_node_": np.int32,
 }
+# The metadata is a JSON string of a few KiB (stored as UTF-32).
+MAX_METADATA_BYTES = 2**20
 PARAMS = (
     "branching",
     "max_depth",
@@ -88,31 +90,9 @@ def save(path, codebook):
         raise FileNotFoundError(
             f"Cannot save the codebook to {path!r}: the folder {directory!r} does not exist."
         )
-    # Write beside the target, then rename: an interrupted save never leaves half a file.
-    with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as file:
-        try:
-            np.savez(file, metadata=np.array(json.dumps(metadata)), **arrays)
-        except BaseException:
-            os.unlink(file.name)
-            raise
-    try:
-        # A temporary file is private (0600); the codebook gets the mode of any file
-        # the user creates, so that other workers or users can read a shared one.
-        os.chmod(file.name, 0o666 & ~_umask())
-        os.replace(file.name, path)
-    except BaseException:
-        os.unlink(file.name)
-        raise
-
-
-def _umask():
-    """The process's umask, read without setting it (which would race other threads)."""
-    try:
-        with open("/proc/self/status") as status:
-            line = next(line for line in status if line.startswith("Umask:"))
-        return int(line.split()[1], 8)
-    except (OSError, StopIteration, ValueError, IndexError):
-        return 0o022
+    # Written beside the target, then renamed: an interrupted save never leaves half a file.
+    with _atomic_file.replacing(path) as file:
+        np.savez(file, metadata=np.array(json.dumps(metadata)), **arrays)
 
 
 def _json_param(value):
@@ -127,27 +107,19 @@ def _json_param(value):
 
 def load(path, cls):
     path = _validation.check_path("path", path)
-    contents = read_npz(path, "codebook")
-
-    missing = [name for name in ("metadata", *ARRAYS) if name not in contents]
-    if missing:
-        raise ValueError(f"{path!r} is not a keras_agd codebook file: missing {missing}.")
-    try:
-        metadata = json.loads(str(contents["metadata"]))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path!r}: the codebook metadata is corrupt: {error}") from error
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise ValueError(f"{path!r} is not a keras_agd codebook file.")
-    if metadata.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path!r} has codebook format version {metadata.get('format_version')}; this "
-            f"keras_agd reads version {FORMAT_VERSION}. Rebuild the codebook."
-        )
-    if _checksum(metadata, contents) != metadata.get("checksum"):
+    with NpzFile(path, "codebook") as npz:
+        _check_names(path, npz.names)
+        metadata = _read_metadata(path, npz)
+        try:
+            _check_declared(npz.members, metadata)
+        except ValueError as error:
+            raise ValueError(f"{path!r} holds an invalid codebook: {error}") from error
+        contents = {name: npz.read(name) for name in ARRAYS}
+    if _checksum(metadata, contents) != metadata["checksum"]:
         raise ValueError(f"{path!r}: the codebook does not match its checksum (corrupt).")
     try:
-        _check_tree(contents, metadata)
-    except (ValueError, KeyError, TypeError) as error:
+        _check_tree(contents)
+    except ValueError as error:
         raise ValueError(f"{path!r} holds an invalid codebook: {error}") from error
 
     codebook = cls(**metadata["params"])
@@ -160,26 +132,115 @@ def load(path, cls):
     return codebook
 
 
-def _check_tree(arrays, metadata):
+def _check_names(path, names):
+    """Raises `ValueError` unless the file holds exactly the metadata and `ARRAYS`."""
+    expected = ["metadata", *ARRAYS]
+    missing = [name for name in expected if name not in names]
+    if missing:
+        raise ValueError(f"{path!r} is not a keras_agd codebook file: missing {missing}.")
+    unexpected = [name for name in names if name not in expected]
+    if unexpected:
+        raise ValueError(
+            f"{path!r} is not a keras_agd codebook file: unexpected arrays {unexpected} "
+            f"(a codebook holds exactly {expected})."
+        )
+
+
+def _read_metadata(path, npz):
+    """The metadata, read (at most `MAX_METADATA_BYTES`) and checked before any array."""
+    member = npz.members["metadata"]
+    if member.dtype.kind != "U" or member.shape != ():
+        raise ValueError(
+            f"{path!r}: the codebook metadata is corrupt: it must be one string. "
+            f"Received: {member.dtype} of shape {member.shape}"
+        )
+    try:
+        metadata = json.loads(str(npz.read("metadata", max_bytes=MAX_METADATA_BYTES)))
+    except (json.JSONDecodeError, RecursionError) as error:
+        raise ValueError(f"{path!r}: the codebook metadata is corrupt: {error}") from error
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise ValueError(f"{path!r} is not a keras_agd codebook file.")
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path!r} has codebook format version {metadata.get('format_version')}; this "
+            f"keras_agd reads version {FORMAT_VERSION}. Rebuild the codebook."
+        )
+    try:
+        _check_metadata(metadata)
+    except ValueError as error:
+        raise ValueError(f"{path!r}: the codebook metadata is corrupt: {error}") from error
+    return metadata
+
+
+def _check_metadata(metadata):
+    """Raises `ValueError` unless every entry `load` uses is there, of the right type."""
+    params, fingerprint = metadata.get("params"), metadata.get("fingerprint")
+    if not (isinstance(params, dict) and sorted(params) == sorted(PARAMS)):
+        raise ValueError(f"`params` must name exactly {list(PARAMS)}.")
+    if not (isinstance(fingerprint, dict) and _is_count(fingerprint.get("n_samples"))):
+        raise ValueError("`fingerprint` must give `n_samples`, a positive integer.")
+    shape = metadata.get("feature_shape")
+    if not (isinstance(shape, list) and all(_is_count(length) for length in shape)):
+        raise ValueError(
+            f"`feature_shape` must be a list of positive integers. Received: {shape!r:.80}"
+        )
+    seconds = metadata.get("build_seconds")
+    if not (isinstance(seconds, int | float) and not isinstance(seconds, bool)):
+        raise ValueError(f"`build_seconds` must be a number. Received: {seconds!r:.80}")
+    if not isinstance(metadata.get("checksum"), str):
+        raise ValueError("`checksum` must be a string.")
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _check_declared(members, metadata):
+    """Raises `ValueError` unless the arrays' `.npy` headers agree with the metadata.
+
+    Runs on the headers alone, before any array is inflated: a file that declares
+    more than its metadata allows is refused without allocating it.
+    """
+    for name, dtype in ARRAYS.items():
+        if members[name].dtype != dtype:
+            expected = np.dtype(dtype)
+            raise ValueError(f"`{name}` has dtype {members[name].dtype}, expected {expected}.")
+    n_samples = metadata["fingerprint"]["n_samples"]
+    # Every node holds at least one of the samples its tree was fit on (at most all
+    # n_samples), and a split makes at least two children, so m samples make at most
+    # 2m - 1 nodes; a streamed fit only drops the nodes that no sample reaches.
+    max_nodes = 2 * n_samples - 1
+    shape = members["node_level_"].shape
+    if len(shape) != 1 or not 1 <= shape[0] <= max_nodes:
+        raise ValueError(
+            f"`node_level_` has shape {shape}; {n_samples} samples make 1 to {max_nodes} nodes."
+        )
+    n_nodes, n_features = shape[0], math.prod(metadata["feature_shape"])
+    if members["codewords_"].shape != (n_nodes, n_features):
+        raise ValueError(
+            f"codewords of shape {members['codewords_'].shape} for {n_nodes} nodes of "
+            f"{n_features} features."
+        )
+    for name in ARRAYS:
+        if name not in ("codewords_", "sample_node_") and members[name].shape != (n_nodes,):
+            raise ValueError(f"`{name}` has shape {members[name].shape}, expected ({n_nodes},).")
+    if members["sample_node_"].shape != (n_samples,):
+        raise ValueError(
+            f"`sample_node_` has shape {members['sample_node_'].shape}, not one entry per "
+            f"training sample ({n_samples},)."
+        )
+
+
+def _check_tree(arrays):
     """Raises `ValueError` unless the arrays form a tree `frontier` can walk.
 
     The checksum catches accidents; this catches a file written by other code (or
     edited with a recomputed checksum) that would otherwise give wrong frontiers.
-    Every check is O(n_nodes + N) and none follows parent links, so no input hangs.
+    Dtypes and shapes were checked on the headers (`_check_declared`). Every check is
+    O(n_nodes + N) and none follows parent links, so no input hangs.
     """
-    for name, dtype in ARRAYS.items():
-        if arrays[name].dtype != dtype:
-            raise ValueError(f"`{name}` has dtype {arrays[name].dtype}, expected {dtype}.")
     codewords, levels, parents = (arrays[k] for k in ("codewords_", "node_level_", "node_parent_"))
     n_nodes = len(levels)
-    n_features = int(np.prod(metadata.get("feature_shape", [-1])))
-    if n_nodes == 0 or codewords.shape != (n_nodes, n_features):
-        raise ValueError(
-            f"codewords of shape {codewords.shape} for {n_nodes} nodes of {n_features} features."
-        )
-    for name in ARRAYS:
-        if name not in ("codewords_", "sample_node_") and arrays[name].shape != (n_nodes,):
-            raise ValueError(f"`{name}` has shape {arrays[name].shape}, expected ({n_nodes},).")
     ids = np.arange(n_nodes)
     # Parents precede children, so following parents always ends at a root: no cycles.
     if not ((parents >= -1) & (parents < ids)).all():
@@ -195,8 +256,6 @@ def _check_tree(arrays, metadata):
     if (labels[has_parent] != labels[parents[has_parent]]).any():
         raise ValueError("a node's label differs from its parent's.")
     sample_node = arrays["sample_node_"]
-    if sample_node.ndim != 1 or len(sample_node) != metadata["fingerprint"]["n_samples"]:
-        raise ValueError("`sample_node_` does not have one entry per training sample.")
     if len(sample_node) and (sample_node.min() < 0 or sample_node.max() >= n_nodes):
         raise ValueError("`sample_node_` refers to nodes that do not exist.")
     # ω: the samples whose deepest node is this one, plus those under its children.

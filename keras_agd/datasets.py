@@ -52,7 +52,7 @@ def load_mnist(path=None):
     path = path or os.environ.get(MNIST_ENV_VAR)
     if path is None:
         return _download_mnist()
-    arrays = read_npz(path, "MNIST")
+    arrays = read_npz(path, "MNIST", names=_MNIST_KEYS)
     missing = [key for key in _MNIST_KEYS if key not in arrays]
     if missing:
         raise ValueError(

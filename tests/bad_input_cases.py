@@ -458,8 +458,9 @@ def _save_onto_directory(folder):
     try:
         Fixtures.get("codebook").save(folder)
     finally:
-        stray = [name for name in os.listdir(folder) if name.endswith(".tmp")]
-        stray += [name for name in os.listdir(os.path.dirname(folder)) if ".tmp" in name]
+        temporary = (".tmp", ".keras_agd-tmp")
+        stray = [name for name in os.listdir(folder) if name.endswith(temporary)]
+        stray += [n for n in os.listdir(os.path.dirname(folder)) if n.endswith(temporary)]
         if stray:
             raise AssertionError(f"stray temporary files left: {stray}")
 

@@ -292,6 +292,7 @@ def test_any_small_dataset_gives_a_valid_tree(n, n_classes, branching, seed):
     y = rng.integers(0, n_classes, size=n)
     codebook = HierarchicalCodebook(branching=branching, random_state=seed).fit(x, y)
     assert (codebook.sample_paths_[:, 0] >= 0).all()
+    assert len(codebook.node_level_) <= 2 * n - 1  # The most nodes `load` accepts.
     for epsilon in [np.inf, 1.0, 0.3, 0.0]:
         frontier = codebook.frontier(epsilon)
         assert frontier.node_weights.sum() + len(frontier.samples) == n
