@@ -10,63 +10,84 @@ optimizer of its own (such as `keras_agd.AGD(layer_adaptive=True)`) reuses:
 import collections.abc
 import copy
 import functools
-import re
 
 import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_agd import _validation
+from keras_agd import _grouping, _validation
 from keras_agd._keras_adapter import hook_update_step, is_update_step_hooked, variable_key
 from keras_agd._wrapper import WrapperOptimizer
 
 DEFAULT_EPSILON = 1e-7
-GROUPINGS = ("layer", "variable")
 
 
 def variable_groups(variables, grouping="layer", exclude=None):
     """Names the group (layer) whose gradient norm sets each variable's rate.
 
     Args:
-        variables: List of `keras.Variable`s.
+        variables: List of `keras.Variable`s, e.g. `model.trainable_variables`.
         grouping: `"layer"` (all variables of one layer, e.g. a Dense kernel and
             its bias, share one group), `"variable"` (each variable is its own
             group), or a callable mapping a variable to a group name (a string),
             or to `None` to exclude it. Defaults to `"layer"`.
-        exclude: Optional regular expression or list of them. Variables whose
-            path (e.g. `"model/batch_normalization/gamma"`) matches any of them
-            are excluded and keep the wrapped optimizer's plain learning rate.
-            Defaults to `None`.
+        exclude: Optional regular expression (a string, or a `re.Pattern` compiled
+            from one) or list of them. Variables whose path (e.g.
+            `"model/batch_normalization/gamma"`) matches any of them are excluded
+            and keep the wrapped optimizer's plain learning rate. Patterns must be
+            non-empty and leave at least one variable. Defaults to `None`.
 
     Returns:
         List with one entry per variable: its group name, or `None` if excluded.
+        Two layers of the same name (possible in a subclassed model) have the same
+        variable paths; with `"layer"` or `"variable"` grouping the second one's
+        group is named `"model/name#2"` (the third's `"#3"`, ...), telling layers
+        apart by the order of `variables`, in which each layer's variables come
+        together as in `model.trainable_variables`. A `grouping` callable is
+        called on each variable not excluded and names the groups alone.
+
+    Example:
+
+    >>> model = keras.Sequential(
+    ...     [keras.Input((3,)), keras.layers.Dense(4), keras.layers.BatchNormalization()]
+    ... )
+    >>> variable_groups(model.trainable_variables, exclude="normalization")
+    ['sequential/dense', 'sequential/dense', None, None]
     """
-    grouping = _check_grouping(grouping)
-    pattern = _compile_exclude(exclude)
+    grouping = _grouping.check_grouping(grouping)
+    patterns = _grouping.check_exclude(exclude)
     variables = _check_list("variables", variables)
-    groups = []
-    for variable in variables:
-        path = getattr(variable, "path", None) or getattr(variable, "name", None)
-        if not isinstance(path, str):
-            raise TypeError(
-                "`variables` must be a list of keras.Variable (with a `path` or `name`). "
-                f"Received an item: {variable!r}"
-            )
-        if pattern is not None and pattern.search(path):
-            group = None
-        elif grouping == "layer":
-            group = path.rpartition("/")[0] or path
-        elif grouping == "variable":
-            group = path
-        else:
-            group = grouping(variable)
-            if group is not None and not isinstance(group, str):
-                raise TypeError(
-                    "The `grouping` callable must return a group name (str) or None. "
-                    f"Received: {group!r} for variable {path!r}"
-                )
-        groups.append(group)
+    paths = [_path(variable) for variable in variables]
+    excluded = _grouping.excluded(paths, patterns, exclude)
+    kept = [i for i, out in enumerate(excluded) if not out]
+    groups = [None] * len(variables)
+    if callable(grouping):
+        for i in kept:
+            groups[i] = _checked_group(grouping(variables[i]), paths[i])
+    else:
+        names = _grouping.owner_groups([paths[i] for i in kept], grouping)
+        for i, name in zip(kept, names, strict=True):
+            groups[i] = name
     return groups
+
+
+def _path(variable):
+    path = getattr(variable, "path", None) or getattr(variable, "name", None)
+    if not isinstance(path, str):
+        raise TypeError(
+            "`variables` must be a list of keras.Variable (with a `path` or `name`). "
+            f"Received an item: {variable!r}"
+        )
+    return path
+
+
+def _checked_group(group, path):
+    if group is not None and not isinstance(group, str):
+        raise TypeError(
+            "The `grouping` callable must return a group name (str) or None. "
+            f"Received: {group!r} for variable {path!r}"
+        )
+    return group
 
 
 def layer_factors(gradients, groups, epsilon=DEFAULT_EPSILON, max_factor=None):
@@ -217,11 +238,9 @@ class LayerRates:
     """
 
     def __init__(self, grouping="layer", exclude=None, epsilon=DEFAULT_EPSILON, max_factor=None):
-        self.grouping = _check_grouping(grouping)
-        _compile_exclude(exclude)
-        if isinstance(exclude, str):
-            exclude = [exclude]
-        self.exclude = None if exclude is None else list(exclude)
+        self.grouping = _grouping.check_grouping(grouping)
+        # Kept as strings (compiled patterns with their flags inline), for the config.
+        self.exclude = _grouping.check_exclude(exclude)
         _check_guard(epsilon, max_factor)
         self.epsilon = epsilon
         self.max_factor = max_factor
@@ -316,32 +335,6 @@ def _update_with_factor(optimizer, variable, gradient, learning_rate, factor):
     optimizer.update_step(gradient, variable, layer_rate)
 
 
-def _check_grouping(grouping):
-    if callable(grouping) or grouping in GROUPINGS:
-        return grouping
-    raise ValueError(
-        f"`grouping` must be one of {', '.join(map(repr, GROUPINGS))} or a callable "
-        f"mapping a variable to a group name. Received: grouping={grouping!r}"
-    )
-
-
-def _compile_exclude(exclude):
-    if exclude is None:
-        return None
-    patterns = [exclude] if isinstance(exclude, str) else exclude
-    if not isinstance(patterns, (list, tuple)) or not all(isinstance(p, str) for p in patterns):
-        raise ValueError(
-            "`exclude` must be a regular expression or a list of them. "
-            f"Received: exclude={exclude!r}"
-        )
-    try:
-        return re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
-    except re.error as error:
-        raise ValueError(
-            f"`exclude` is not a valid regular expression ({error}). Received: exclude={exclude!r}"
-        ) from error
-
-
 def _check_list(name, value):
     if isinstance(value, str | bytes) or not isinstance(value, collections.abc.Sequence):
         raise TypeError(f"`{name}` must be a list. Received: {name}={value!r}")
@@ -394,9 +387,14 @@ class LayerAdaptive(WrapperOptimizer):
             Adagrad, RMSprop, Adam, AdamW, Nadam, ...
         grouping: Which variables share a rate: `"layer"`, `"variable"`, or a
             callable mapping a variable to a group name (or to `None` to keep its
-            plain rate). Defaults to `"layer"`.
-        exclude: Optional regular expression or list of them; variables whose
-            path matches keep the plain rate `t`, e.g. `"normalization"`.
+            plain rate). Layers of the same name in a subclassed model get groups
+            of their own (`"model/proj"`, `"model/proj#2"`); see `variable_groups`.
+            Defaults to `"layer"`.
+        exclude: Optional regular expression (a string or a compiled `re.Pattern`)
+            or list of them; variables whose path matches keep the plain rate `t`,
+            e.g. `"normalization"`. Patterns must be non-empty, and `build` raises
+            a `ValueError` if they match every variable. The config keeps compiled
+            patterns as strings with their flags inline (`"(?i)norm"`).
             Defaults to `None`.
         epsilon: Float > 0, the smallest norm used in eq. (9). An all-zero
             gradient gets the factor `1 + log(1 + 1/epsilon)` (about 17.1)

@@ -1660,6 +1660,24 @@ def hand_written_cases(tmp):
         ),
         _case(
             "variable_groups",
+            "exclude=''",
+            lambda: keras_agd.variable_groups(_variables(), exclude=""),
+            "exclude",
+        ),
+        _case(
+            "variable_groups",
+            "exclude matching every variable",
+            lambda: keras_agd.variable_groups(_variables(), exclude="kernel"),
+            "exclude",
+        ),
+        _case(
+            "variable_groups",
+            "exclude=re.compile(b'kernel')",
+            lambda: keras_agd.variable_groups(_variables(), exclude=re.compile(b"kernel")),
+            "exclude",
+        ),
+        _case(
+            "variable_groups",
             "grouping returning 3",
             lambda: keras_agd.variable_groups(_variables(), lambda v: 3),
             "grouping",

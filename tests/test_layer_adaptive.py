@@ -493,7 +493,8 @@ def test_callable_grouping_is_serialized(tmp_path):
         (
             lambda: LayerAdaptive(keras.optimizers.SGD(), exclude=3),
             ValueError,
-            "`exclude` must be a regular expression or a list of them. Received: exclude=3",
+            r"`exclude` must be a regular expression \(a string or a compiled re.Pattern of "
+            r"str\) or a list of them. Received: exclude=3",
         ),
         (
             lambda: LayerAdaptive(keras.optimizers.SGD(), clipnorm=1.0),
