@@ -12,6 +12,7 @@ curriculum's stream shards by data). Four helpers cover what differs from one ma
 See docs/scaling_out.md for a launch, what is sharded and what is replicated.
 """
 
+import json
 import os
 import time
 
@@ -33,11 +34,16 @@ def worker_count(strategy=None):
     Returns:
         1 unless the cluster has several chief and worker tasks.
     """
-    resolver = _resolver(strategy)
-    if resolver is None:
-        return 1
-    spec = resolver.cluster_spec()
-    return max(1, sum(spec.num_tasks(job) for job in ("chief", "worker") if job in spec.jobs))
+    if strategy is None:
+        config = _tf_config()
+        if config is None:
+            return 1
+        cluster, _ = config
+        return max(1, sum(len(cluster.get(job, ())) for job in ("chief", "worker")))
+    if isinstance(_check_strategy(strategy), tf.distribute.MultiWorkerMirroredStrategy):
+        spec = strategy.cluster_resolver.cluster_spec()
+        return max(1, sum(spec.num_tasks(job) for job in ("chief", "worker") if job in spec.jobs))
+    return 1
 
 
 def is_chief(strategy=None):
@@ -49,24 +55,92 @@ def is_chief(strategy=None):
             exists or outside its scope. Defaults to `None`.
     """
     if strategy is not None:
-        return bool(strategy.extended.should_checkpoint)
-    resolver = _resolver(None)
-    task_type = resolver.task_type
-    if not task_type or task_type == "chief":
+        return bool(_check_strategy(strategy).extended.should_checkpoint)
+    config = _tf_config()
+    if config is None or config[1] is None:
         return True
-    return (
-        task_type == "worker"
-        and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().jobs
-    )
+    cluster, (task_type, task_index) = config
+    if task_type == "chief":
+        return True
+    return task_type == "worker" and task_index == 0 and "chief" not in cluster
 
 
-def _resolver(strategy):
-    if strategy is None:
-        return tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return strategy.cluster_resolver
-    return None
+def _check_strategy(strategy):
+    if not isinstance(strategy, tf.distribute.Strategy):
+        raise TypeError(
+            "`strategy` must be a tf.distribute.Strategy (e.g. the "
+            "`tf.distribute.MultiWorkerMirroredStrategy()` the model is built in) or None "
+            f"to read the cluster from TF_CONFIG. Received: strategy={strategy!r}"
+        )
+    return strategy
+
+
+def _tf_config():
+    """`(cluster, task)` from the `TF_CONFIG` environment variable, or `None` if unset.
+
+    `cluster` maps each job to its task indices; `task` is `(type, index)`, or `None`
+    when `TF_CONFIG` names no task. The invariant, as `MultiWorkerMirroredStrategy`
+    reads it: a JSON object whose `cluster` maps job names to lists of addresses (or
+    dicts from task index to address), and whose `task` names one of those tasks.
+    """
+    text = os.environ.get("TF_CONFIG", "")
+    if not text.strip():
+        return None
+
+    def refuse(problem):
+        shown = text if len(text) <= 300 else text[:300] + "..."
+        return ValueError(
+            f"The TF_CONFIG environment variable {problem}. It must be JSON such as "
+            '{"cluster": {"worker": ["host1:port", "host2:port"]}, '
+            '"task": {"type": "worker", "index": 0}}, set for each process with its own '
+            f"task. Received: TF_CONFIG={shown!r}"
+        )
+
+    try:
+        config = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as error:
+        raise refuse(f"is not valid JSON ({error})") from None
+    if not isinstance(config, dict):
+        raise refuse("must hold a JSON object")
+    cluster = {}
+    jobs = config.get("cluster", {})
+    if not isinstance(jobs, dict):
+        raise refuse("has a `cluster` that is not an object of jobs")
+    for job, tasks in jobs.items():
+        if isinstance(tasks, dict):
+            indices = [int(k) for k in tasks if isinstance(k, str) and k.isdigit()]
+            if len(indices) != len(tasks):
+                raise refuse(f"has job {job!r} whose tasks are not keyed by task index")
+            addresses = list(tasks.values())
+        elif isinstance(tasks, list):
+            indices, addresses = list(range(len(tasks))), tasks
+        else:
+            raise refuse(f"has job {job!r} whose tasks are not a list of addresses")
+        if not all(isinstance(address, str) and address for address in addresses):
+            raise refuse(f"has job {job!r} with an address that is not a non-empty string")
+        cluster[job] = frozenset(indices)
+    task = config.get("task")
+    if task is None or task == {}:
+        if any(cluster.values()):
+            raise refuse("names a cluster but not this process's `task`")
+        return cluster, None
+    if not isinstance(task, dict):
+        raise refuse("has a `task` that is not an object")
+    task_type, index = task.get("type"), task.get("index", 0)
+    if not isinstance(task_type, str) or not _validation.is_integer(index) or index < 0:
+        raise refuse("has a `task` without a string `type` and an integer `index` >= 0")
+    # An evaluator runs beside the cluster, not in it.
+    if task_type != "evaluator" and index not in cluster.get(task_type, ()):
+        raise refuse(
+            f"names the task {task_type}:{index}, which its `cluster` does not list "
+            f"(it lists {_listing(cluster)})"
+        )
+    return cluster, (task_type, int(index))
+
+
+def _listing(cluster):
+    tasks = [f"{job}:{index}" for job, indices in cluster.items() for index in sorted(indices)]
+    return ", ".join(tasks[:8]) + (", ..." if len(tasks) > 8 else "") if tasks else "no task"
 
 
 def prepare_model(model):
@@ -224,6 +298,16 @@ def backup_and_restore(backup_dir, save_freq="epoch", double_checkpoint=True):
     >>> backup = keras_agd.multi_worker.backup_and_restore("/shared/backup")
     >>> model.fit(curriculum.dataset(model), epochs=3, callbacks=[backup])
     """
+    backup_dir = _validation.check_path("backup_dir", backup_dir)
+    # Keras reads `save_freq=False` (or any number below 1) as "every batch".
+    if save_freq != "epoch" and not (_validation.is_integer(save_freq) and save_freq >= 1):
+        raise ValueError(
+            "`save_freq` must be 'epoch' or a number of batches >= 1 between backups. "
+            f"Received: save_freq={save_freq!r}"
+        )
+    double_checkpoint = _validation.check_bool("double_checkpoint", double_checkpoint)
     return _ChiefBackupAndRestore(
-        backup_dir, save_freq=save_freq, double_checkpoint=double_checkpoint
+        backup_dir,
+        save_freq=save_freq if save_freq == "epoch" else int(save_freq),
+        double_checkpoint=double_checkpoint,
     )
