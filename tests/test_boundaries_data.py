@@ -312,6 +312,12 @@ def test_the_stream_as_validation_data_is_refused(blobs, codebook):
     with pytest.raises(Exception, match="it was used for evaluation") as caught:
         model.fit(stream, epochs=2, validation_data=stream, verbose=0)
     assert isinstance(caught.value, ValueError | tf.errors.InvalidArgumentError)
+    # The documented limit (docs/troubleshooting.md, pitfalls): in the last epoch nothing
+    # tells the stream that an evaluation reads it, so a one-epoch fit is not refused.
+    single = classifier(3, AGD(curriculum, 0.05))
+    stream = curriculum.dataset(single)
+    history = single.fit(stream, epochs=1, validation_data=stream, verbose=0)
+    assert "val_loss" in history.history
     # Reading it whole to inspect it, then training, is fine.
     fresh = classifier(3, AGD(curriculum, 0.05))
     stream = curriculum.dataset(fresh)
