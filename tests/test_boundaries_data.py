@@ -31,6 +31,8 @@ from hypothesis import strategies as st
 import keras_agd
 from keras_agd import AGD, Curriculum, HierarchicalCodebook, Source, schedules
 
+pytestmark = pytest.mark.boundary
+
 PROPERTY = settings(
     max_examples=25,
     derandomize=True,

@@ -274,6 +274,7 @@ def npz_files(draw, arrays, metadata):
 
 
 @settings(derandomize=True, max_examples=30, deadline=None)
+@pytest.mark.boundary
 @given(st.data())
 def test_any_npz_file_loads_or_raises_a_documented_error_naming_it(base, data):
     arrays, metadata, folder = base

@@ -302,6 +302,7 @@ EXCLUDES = st.one_of(
 
 
 # 8 examples for each of the 3 kinds of model: 24 in all, about 2 s.
+@pytest.mark.boundary
 @pytest.mark.parametrize("kind", ["subclassed", "sequential", "functional"])
 @settings(derandomize=True, max_examples=8, deadline=None)
 @given(

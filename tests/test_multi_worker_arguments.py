@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 
 from keras_agd import multi_worker
 
+pytestmark = pytest.mark.boundary
+
 PROPERTY = settings(max_examples=60, derandomize=True, deadline=None)
 
 JOBS = ("chief", "worker", "ps", "evaluator")
