@@ -93,7 +93,8 @@ class HierarchicalCodebook(BaseEstimator):
         backend: Clustering library: `"faiss"`, `"sklearn"`, or `"auto"` (faiss when
             installed, else scikit-learn). Defaults to `"auto"`.
         n_jobs: Threads; `None` means all cores, a negative number counts back from
-            them as in joblib (`-1`: all, `-2`: all but one). Defaults to `None`.
+            them as in joblib (`-1`: all, `-2`: all but one); at most one thread a
+            core runs. Defaults to `None`.
         random_state: Seed for the subsets and the k-means initialisations: an
             integer (the same seed gives the same codebook), a
             `np.random.RandomState` or `np.random.Generator` (one seed is drawn from
@@ -474,7 +475,8 @@ def _threads(n_jobs):
             "`n_jobs` must be a nonzero integer or None (-1: all cores, -2: all but one). "
             f"Received: n_jobs={n_jobs!r}"
         )
-    return int(n_jobs) if n_jobs > 0 else max(cores + 1 + int(n_jobs), 1)
+    # More threads than cores cannot run at once; OpenMP takes at most a C int anyway.
+    return min(int(n_jobs), cores) if n_jobs > 0 else max(cores + 1 + max(n_jobs, -cores), 1)
 
 
 def _check_indices(sample_indices, n_samples):

@@ -475,6 +475,15 @@ def test_codebook_parameters_as_numpy_scalars_and_joblib_n_jobs(tmp_path):
     assert list(os.listdir(tmp_path)) == ["cb.npz"]
 
 
+@pytest.mark.parametrize("n_jobs", [2**40, -(2**40), 2**31])
+def test_more_threads_than_cores_run_one_thread_a_core(n_jobs):
+    # OpenMP takes a C int: 2**40 threads raised a raw OverflowError from faiss.
+    x, y = corpus.Fixtures.get("data")
+    codebook = keras_agd.HierarchicalCodebook(branching=4, n_jobs=n_jobs, random_state=0)
+    one = keras_agd.HierarchicalCodebook(branching=4, n_jobs=1, random_state=0)
+    np.testing.assert_array_equal(codebook.fit(x, y).codewords_, one.fit(x, y).codewords_)
+
+
 def test_codebook_random_state_as_in_scikit_learn(tmp_path):
     x, y = corpus.Fixtures.get("data")
 
