@@ -11,7 +11,7 @@ of every pass, and their wall time includes planning the curriculum. The other m
 have a point at the end of every epoch. Prints JSON (curves and summary), writes it
 and the plots to --out.
 
-    python benchmarks/time_to_accuracy.py                    # the setting quoted in the README
+    python benchmarks/time_to_accuracy.py                    # the setting in docs/benchmarks.md
     python benchmarks/time_to_accuracy.py --quick            # smoke run, under 5 minutes
     python benchmarks/time_to_accuracy.py --workload deformed
     python benchmarks/time_to_accuracy.py --workload synthetic   # mosaic level cost vs N

@@ -418,9 +418,9 @@ class LayerAdaptive(WrapperOptimizer):
     ```
 
     Reference:
-        - Ravi et al., "On Deep Network Optimization Using Adaptive Learning
-          Rates", Dogo Rangsang Research Journal 12(2), 2022, Section III
-          (eqs. 9, 10 and 12).
+        - Singh et al., "Layer-Specific Adaptive Learning Rates for Deep
+          Networks", ICMLA 2015 (arXiv:1510.04609), Section III (eqs. 9, 10
+          and 12).
     """
 
     def __init__(

@@ -1,51 +1,55 @@
-"""The usage snippet of the README runs as written (on a slice of MNIST) and is the README's."""
+"""The README's scripts run as written, on a slice of MNIST, and print what the README shows.
 
+Every Python block of the README is a complete script that a test here runs, read from the
+README itself: the AGD quickstart and the layer-specific rates. Each is followed by a `text`
+block, its output on full MNIST; the run on the slice prints the same lines, numbers aside.
+"""
+
+import re
 import warnings
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
 import keras_agd
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-
-SNIPPET = """\
-import keras
-import keras_agd
-
-(x_train, y_train), (x_test, y_test) = keras_agd.datasets.load_mnist()
-x_train, x_test = x_train.astype("float32") / 255.0, x_test.astype("float32") / 255.0
-model = keras.Sequential(
-    [
-        keras.Input((28, 28)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(512, activation="relu"),
-        keras.layers.Dense(256, activation="relu"),
-        keras.layers.Dense(10),
-    ]
-)
-
-curriculum = keras_agd.Curriculum(x_train, y_train, schedule=6)
-model.compile(
-    optimizer=keras_agd.AGD(curriculum, learning_rate=0.05, momentum=0.9),
-    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    metrics=["accuracy"],
-    jit_compile=True,
-)
-model.fit(curriculum.dataset(model), epochs=3, validation_data=(x_test, y_test))
-"""
+# A fenced block of Markdown: its language and its text.
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+# The README's scripts, each known by the one class of keras_agd it shows.
+SCRIPTS = {"agd": "keras_agd.AGD(", "layer_adaptive": "keras_agd.LayerAdaptive("}
+# A number as Keras and the scripts print it, with its time unit if any ("5s", "12ms").
+NUMBER = re.compile(r"\d+(?:\.\d+)?(?:e[-+]\d+)?(?:ms|us|s)?")
 
 
-def test_the_readme_shows_the_snippet():
-    assert f"```python\n{SNIPPET}```" in README.read_text()
+def readme_scripts():
+    """`{name: (script, output)}`: the README's Python blocks and the `text` block after each."""
+    blocks = FENCE.findall(README.read_text(encoding="utf-8"))
+    scripts = {}
+    for i, (language, text) in enumerate(blocks):
+        if language != "python":
+            continue
+        names = [name for name, marker in SCRIPTS.items() if marker in text]
+        assert len(names) == 1, f"a Python block of the README that no test here runs:\n{text}"
+        (name,) = names
+        assert name not in scripts, f"two {name} scripts in the README"
+        following = blocks[i + 1] if i + 1 < len(blocks) else ("", "")
+        assert following[0] == "text", f"no ```text block of output after the {name} script"
+        scripts[name] = (text, following[1])
+    return scripts
 
 
-@pytest.mark.slow
-@pytest.mark.filterwarnings("ignore:`shuffle=True` was passed")
-def test_the_snippet_runs_as_written(mnist_path, tmp_path, monkeypatch):
-    # The same file layout, cut to 2,000 training and 500 test images, found the way
-    # `load_mnist()` finds it: through the environment variable.
+def shape(output):
+    """The lines of `output`, each number replaced by `N`."""
+    return [NUMBER.sub("N", line.rstrip()) for line in output.strip().splitlines()]
+
+
+def run_on_a_slice(script, mnist_path, tmp_path, monkeypatch, capsys):
+    """Runs `script` with `load_mnist()` reading 2,000 training and 500 test images, found
+    the way it finds a local file: through the environment variable. Returns the script's
+    variables, what it printed and the warnings it raised."""
     (x_train, y_train), (x_test, y_test) = keras_agd.datasets.load_mnist(mnist_path)
     small = tmp_path / "mnist.npz"
     np.savez(
@@ -56,14 +60,49 @@ def test_the_snippet_runs_as_written(mnist_path, tmp_path, monkeypatch):
         y_test=y_test[:500],
     )
     monkeypatch.setenv(keras_agd.datasets.MNIST_ENV_VAR, str(small))
+    # Layer names as in a fresh process ("dense", "dense_1"), whatever ran before.
+    keras.backend.clear_session()
+    capsys.readouterr()
     namespace = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        exec(compile(SNIPPET, "README.md", "exec"), namespace)  # noqa: S102
-    assert not [w for w in caught if "mosaic phase" in str(w.message)]
+        exec(compile(script, "README.md", "exec"), namespace)  # noqa: S102
+    return namespace, capsys.readouterr().out, caught
+
+
+def test_the_readme_shows_both_scripts_with_their_output():
+    scripts = readme_scripts()
+    assert set(scripts) == set(SCRIPTS)
+    for name, (script, output) in scripts.items():
+        assert script.startswith("import keras\nimport keras_agd\n"), name
+        assert "keras_agd.datasets.load_mnist()" in script, name
+        accuracy = re.search(r"^test accuracy: (0\.\d{4})$", output, re.MULTILINE)
+        assert accuracy and float(accuracy.group(1)) > 0.97, name
+
+
+@pytest.mark.slow
+def test_the_agd_script_runs_as_written(mnist_path, tmp_path, monkeypatch, capsys):
+    script, output = readme_scripts()["agd"]
+    namespace, printed, caught = run_on_a_slice(script, mnist_path, tmp_path, monkeypatch, capsys)
+    assert not [w for w in caught if "keras_agd" in w.filename or "shuffle" in str(w.message)]
     model, curriculum = namespace["model"], namespace["curriculum"]
     assert len(curriculum.levels) == 6 and 0 < curriculum.mosaic_steps < curriculum.steps_per_epoch
     assert int(model.optimizer.iterations) == 3 * curriculum.steps_per_epoch == 3 * 16
     assert model.optimizer.phase == "regular"
-    accuracy = model.evaluate(namespace["x_test"], namespace["y_test"], verbose=0)[1]
-    assert accuracy > 0.8
+    assert namespace["accuracy"] > 0.8
+    assert shape(printed) == shape(output)
+
+
+@pytest.mark.slow
+def test_the_layer_adaptive_script_runs_as_written(mnist_path, tmp_path, monkeypatch, capsys):
+    script, output = readme_scripts()["layer_adaptive"]
+    namespace, printed, caught = run_on_a_slice(script, mnist_path, tmp_path, monkeypatch, capsys)
+    assert not [w for w in caught if "keras_agd" in w.filename]
+    optimizer = namespace["optimizer"]
+    assert isinstance(optimizer, keras_agd.LayerAdaptive)
+    assert int(optimizer.iterations) == 3 * 63  # ceil(2,000 / 32) steps an epoch
+    factors = {layer: float(f) for layer, f in optimizer.layer_factors.items()}
+    assert set(factors) == {"sequential/dense", "sequential/dense_1"}
+    assert all(f > 1 for f in factors.values())
+    assert namespace["accuracy"] > 0.8
+    assert shape(printed) == shape(output)
