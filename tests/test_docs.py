@@ -50,3 +50,20 @@ def test_the_troubleshooting_page_quotes_the_errors_as_raised():
         if not any(pattern.fullmatch(message) for pattern in patterns):
             stale.append(message)
     assert not stale, f"no longer raised by keras_agd (update docs/troubleshooting.md): {stale}"
+
+
+def test_every_list_in_the_pages_starts_a_block():
+    # Markdown joins a list that follows a paragraph line into that paragraph: the site
+    # then shows "Workloads: - MNIST ... - CNN ..." as one run-on line.
+    item = re.compile(r"(- |\* |\d+\. )")
+    joined = []
+    for path in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
+        lines = path.read_text(encoding="utf-8").split("\n")
+        in_code = False
+        for number, (before, line) in enumerate(zip([""] + lines, lines), start=1):
+            in_code ^= line.startswith("```")
+            if in_code or not item.match(line) or not before.strip():
+                continue
+            if not (before.startswith(("#", " ", "|", ">")) or item.match(before)):
+                joined.append(f"{path.name}:{number}: {line[:40]}")
+    assert not joined, f"add a blank line before these lists: {joined}"
