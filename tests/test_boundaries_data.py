@@ -122,6 +122,30 @@ def test_every_sample_read_is_its_record_or_the_error_names_x(collection):
         np.testing.assert_array_equal(read.astype(np.float64), value.astype(np.float64))
 
 
+@pytest.mark.parametrize(
+    "first, later, kept",
+    [
+        # Found by the property above: float32 values rounded into a float16 batch.
+        (np.float16, np.float32(0.45288268), False),
+        (np.uint8, np.int64(260), False),
+        (np.uint8, np.float32(0.5), False),
+        (np.float16, np.float64(0.5), True),  # Held exactly: read as it is.
+        (np.float32, np.uint8(200), True),
+    ],
+)
+def test_a_record_is_read_in_the_first_records_dtype_only_if_it_keeps_its_values(
+    first, later, kept
+):
+    values = [np.zeros((2, 2), first), np.full((2, 2), later)]
+    records = Records([{"image": value, "label": 0} for value in values])
+    source = Source(records, x_key="image", y_key="label")
+    if kept:
+        np.testing.assert_array_equal(source.read([0, 1])[1], values[1])
+    else:
+        with pytest.raises(ValueError, match="Sample 1 of `x` holds .* cannot hold"):
+            source.read([0, 1])
+
+
 @PROPERTY
 @given(st.sampled_from(["shrink", "grow", "rewrite", "remove"]), st.integers(1, 200))
 def test_a_memmap_whose_file_changes_is_refused_before_it_is_read(tmp_path_factory, change, n):
