@@ -293,7 +293,9 @@ print(f"SGD: {sgd.history['val_accuracy'][-1]:.4f} test accuracy after {sgd_cloc
 #
 # The only state of the run is the optimizer's step counter, which `model.save` keeps (with
 # the curriculum's plan and digest in AGD's config). A loaded model continues the curriculum
-# from its step; the same goes for a second `fit` and for `keras.callbacks.BackupAndRestore`.
+# from its step; the same goes for a second `fit` and for `keras.callbacks.BackupAndRestore`
+# (give it `double_checkpoint=True`: a kill while Keras' default single backup is written
+# leaves it torn, and no restart can load it; see [Resuming](../../agd/#resuming)).
 # A stream of another curriculum (other seed, schedule, codebook, ...) is refused.
 
 # %%
