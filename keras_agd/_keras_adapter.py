@@ -3,6 +3,12 @@
 tests/test_keras_adapter.py fails loudly when a Keras release changes any of them.
 """
 
+import json
+import os
+import shutil
+import warnings
+
+import keras
 import tensorflow as tf
 
 # --- Optimizer internals (LayerAdaptive).
@@ -82,3 +88,82 @@ def enable_multi_worker_fit(model):
 
 def is_multi_worker_fit_enabled(model):
     return getattr(model, MULTI_WORKER_FIT, False)
+
+
+# --- `keras.callbacks.BackupAndRestore`'s files (Keras 3.15).
+
+BACKUP_METHODS = ("_save_model", "_load_model")
+BACKUP_PATHS = (
+    "_weights_path",
+    "_training_metadata_path",
+    "_prev_weights_path",
+    "_prev_training_metadata_path",
+)
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' callback whose backups a kill at any moment cannot tear.
+
+    Keras 3.15 writes `latest.weights.h5` and `training_metadata.json` in place, so a
+    kill during the write leaves a torn file; its restore falls back to the previous
+    backup only on `OSError`, while a torn file can also raise `RuntimeError` (HDF5) or
+    `JSONDecodeError` (an emptied metadata file). Here each file is written beside its
+    target and renamed over it, so `latest` is always a complete backup; the previous
+    one is copied aside first (`double_checkpoint=True`) and restored on any error.
+    Same files, same names: Keras' own callback restores what this one writes.
+    """
+
+    # Whether this process may put the previous backup in place of a torn latest one
+    # (with several workers sharing the folder, only the one that writes it).
+    writes_files = True
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        if self.double_checkpoint:
+            for path, previous in (
+                (self._weights_path, self._prev_weights_path),
+                (self._training_metadata_path, self._prev_training_metadata_path),
+            ):
+                if os.path.exists(path):
+                    _replace_with_copy(path, previous)
+        # save_weights wants a name ending in `.weights.h5`.
+        next_weights = self._weights_path[: -len(".weights.h5")] + ".next.weights.h5"
+        self.model.save_weights(next_weights, overwrite=True)
+        os.replace(next_weights, self._weights_path)
+        # After the weights: a kill between the two renames resumes at the earlier epoch
+        # with the later weights, which Keras' batch-level backups do anyway.
+        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        _replace_with_text(self._training_metadata_path, json.dumps(metadata))
+
+    def _load_model(self):
+        try:
+            super()._load_model()
+        except Exception as error:  # A torn file raises what its reader raises.
+            if not (self.writes_files and os.path.exists(self._prev_weights_path)):
+                raise
+            warnings.warn(
+                f"The latest backup in {self.backup_dir!r} could not be restored "
+                f"({error!r}); restoring the previous one.",
+                stacklevel=2,
+            )
+            _replace_with_copy(self._prev_weights_path, self._weights_path)
+            if os.path.exists(self._prev_training_metadata_path):
+                _replace_with_copy(self._prev_training_metadata_path, self._training_metadata_path)
+            elif os.path.exists(self._training_metadata_path):
+                os.remove(self._training_metadata_path)
+            super()._load_model()
+
+
+def _replace_with_copy(source, target):
+    partial = target + ".partial"
+    shutil.copyfile(source, partial)
+    os.replace(partial, target)
+
+
+def _replace_with_text(path, text):
+    partial = path + ".partial"
+    with open(partial, "w") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(partial, path)

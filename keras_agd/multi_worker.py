@@ -233,22 +233,22 @@ def shared_codebook(path, x, y=None, *, build, strategy=None, timeout=600.0):
     return codebook
 
 
-class _ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
+class _ChiefBackupAndRestore(_keras_adapter.AtomicBackupAndRestore):
     """Keras' callback, writing on the chief only; all workers restore the same files."""
 
     def on_train_begin(self, logs=None):
         strategy = self.model.distribute_strategy
-        self._writes = is_chief(strategy)
-        if not self._writes:
+        self.writes_files = is_chief(strategy)
+        if not self.writes_files:
             self.delete_checkpoint = False
         several = worker_count(strategy) > 1
         # The chief restores first: it may put the previous backup in place of a torn
         # latest one, which the others must not read (or copy) while it does.
-        if self._writes:
+        if self.writes_files:
             super().on_train_begin(logs)
         if several:
             _collective.barrier(strategy)
-        if not self._writes:
+        if not self.writes_files:
             super().on_train_begin(logs)
         if several:
             # Workers that restored other files (a backup folder that is not shared)
@@ -264,11 +264,11 @@ class _ChiefBackupAndRestore(keras.callbacks.BackupAndRestore):
             )
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._writes:
+        if self.writes_files:
             super().on_epoch_end(epoch, logs)
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._writes:
+        if self.writes_files:
             super().on_train_batch_end(batch, logs)
 
 
@@ -280,9 +280,12 @@ def backup_and_restore(backup_dir, save_freq="epoch", double_checkpoint=True):
     writes from the chief only (found from the strategy of `fit`), and every worker
     restores from the same files when the job restarts, after the chief has, so that
     all resume at the same epoch, weights and step (hence the same place in the
-    curriculum). `double_checkpoint=True` keeps the previous backup, which Keras
-    restores when the latest one is unreadable (a chief killed while writing it).
-    With one worker it is Keras' callback.
+    curriculum). Each backup file is written beside its target and renamed over it,
+    so a process killed at any moment leaves a complete latest backup (Keras 3.15
+    writes in place, and a kill during the write tears it); `double_checkpoint=True`
+    also keeps the previous backup, restored if the latest cannot be read for any
+    reason. The files are Keras' own, in the same places. With one worker it is
+    Keras' callback with these safer writes.
 
     Args:
         backup_dir: Folder shared by all workers.

@@ -8,9 +8,8 @@ backup's restore) and the folder of the keras_agd it imported.
 
     python resume_job.py '{"out": DIR, "epochs": 6, "backup": "agd", "backup_dir": DIR}'
 
-`backup` is `"agd"` for `keras_agd.multi_worker.backup_and_restore(backup_dir,
-save_freq=1)` or `"keras"` for `keras.callbacks.BackupAndRestore(backup_dir,
-save_freq=1, double_checkpoint=True)`; `every_step` adds the weights after every step
+`backup="agd"` backs up with `keras_agd.multi_worker.backup_and_restore(backup_dir,
+save_freq=1)`; `every_step` adds the weights after every step
 to the result (the reference run). The run prints `start <epoch> <step>` when its first
 epoch begins and `step <step>` after every step, just before the backup of that step is
 written, so that the test can kill it while it writes.
@@ -68,10 +67,6 @@ progress = Progress()
 callbacks = [progress]
 if config.get("backup") == "agd":
     callbacks.append(keras_agd.multi_worker.backup_and_restore(config["backup_dir"], save_freq=1))
-elif config.get("backup") == "keras":
-    callbacks.append(
-        keras.callbacks.BackupAndRestore(config["backup_dir"], save_freq=1, double_checkpoint=True)
-    )
 model.fit(
     curriculum.dataset(model, steps_per_epoch=STEPS_PER_EPOCH),
     epochs=config["epochs"],

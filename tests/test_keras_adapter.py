@@ -3,6 +3,8 @@
 If one of these fails after a Keras upgrade, keras_agd/_keras_adapter.py needs a fix.
 """
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -55,3 +57,46 @@ def test_keras_still_fails_a_multi_worker_fit_without_the_workaround():
     assert "self.distribute_strategy.reduce(" in inspect.getsource(
         trainer.TensorFlowTrainer._maybe_symbolic_build
     )
+
+
+def _backed_up_model(backup_dir, epochs):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    x = np.arange(16, dtype=np.float32).reshape(8, 2) / 16
+    backup = _keras_adapter.AtomicBackupAndRestore(
+        str(backup_dir), save_freq=1, double_checkpoint=True, delete_checkpoint=False
+    )
+    model.fit(x, x[:, 0], batch_size=4, epochs=epochs, verbose=0, callbacks=[backup])
+    return model, backup
+
+
+def test_backup_and_restore_keeps_its_private_file_layout(tmp_path):
+    # The atomic backup overrides these; Keras' restore must still read its files.
+    callback = keras.callbacks.BackupAndRestore(str(tmp_path))
+    for name in (*_keras_adapter.BACKUP_METHODS, *_keras_adapter.BACKUP_PATHS):
+        assert hasattr(callback, name), name
+    model, backup = _backed_up_model(tmp_path, epochs=2)
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        os.path.basename(getattr(backup, name)) for name in _keras_adapter.BACKUP_PATHS
+    )
+    plain = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    plain.compile(keras.optimizers.SGD(0.1), "mse")
+    restore = keras.callbacks.BackupAndRestore(str(tmp_path))
+    restore.set_model(plain)
+    restore.on_train_begin()
+    assert int(plain.optimizer.iterations) == int(model.optimizer.iterations) == 4
+
+
+@pytest.mark.parametrize("torn", ["weights", "metadata"])
+def test_a_torn_latest_backup_restores_the_previous_one(tmp_path, torn):
+    model, backup = _backed_up_model(tmp_path, epochs=2)
+    path = backup._weights_path if torn == "weights" else backup._training_metadata_path
+    with open(path, "r+b") as file:  # As a kill in the middle of an in-place write leaves it.
+        file.truncate(os.path.getsize(path) // 2)
+    again = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    again.compile(keras.optimizers.SGD(0.1), "mse")
+    restore = _keras_adapter.AtomicBackupAndRestore(str(tmp_path), double_checkpoint=True)
+    restore.set_model(again)
+    with pytest.warns(UserWarning, match="restoring the previous one"):
+        restore.on_train_begin()
+    assert int(again.optimizer.iterations) == 3  # The backup before the last step's.
