@@ -55,7 +55,7 @@ def _annealing_epoch(plan, step):
 
 @_register
 class AGD(WrapperOptimizer):
-    """Annealed gradient descent: the mosaic rate on codewords, then the regular rate.
+    r"""Annealed gradient descent: the mosaic rate on codewords, then the regular rate.
 
     AGD is the optimizer of a `keras_agd.Curriculum`: while the global step is in the
     curriculum's mosaic phase (`step < curriculum.mosaic_steps`), it updates with
@@ -86,7 +86,7 @@ class AGD(WrapperOptimizer):
             batch 4,500 vs 10) on MNIST; with momentum 0.9, our method study found
             that codewords (averages) diverge at rates real samples take, and chose
             mosaic rates between 1/16x (a CNN) and 4x the regular rate, never the
-            linear batch scaling (docs/benchmarks.md). Defaults to `None`.
+            linear batch scaling ([Benchmarks](benchmarks.md)). Defaults to `None`.
         momentum: Momentum of the default SGD update, in [0, 1). Defaults to `0.0`.
         nesterov: Whether the default SGD update uses Nesterov momentum.
             Defaults to `False`.
@@ -100,8 +100,8 @@ class AGD(WrapperOptimizer):
             Defaults to `None`.
         epoch_decay_rate: See `decay_start_epoch`. Defaults to `0.8`.
         layer_adaptive: Whether each layer's learning rate is scaled by
-            `1 + log(1 + 1/‖g_l‖₂)` (`keras_agd.LayerAdaptive` around the update
-            rule). Defaults to `False`.
+            $1 + \log(1 + 1/\lVert g_l \rVert_2)$ (`keras_agd.LayerAdaptive` around
+            the update rule). Defaults to `False`.
         name: Defaults to `"agd"`.
         **kwargs: Base optimizer arguments (`clipnorm`, `weight_decay`, `use_ema`, ...)
             for the default SGD update; pass them to `optimizer` instead when given.

@@ -15,13 +15,26 @@ from keras_agd.sources import as_source
 
 
 class Frontier(NamedTuple):
-    """The mosaic of eq. (6) at one quantization error: codewords plus raw samples.
+    """The mosaic at one quantization error: codewords plus raw samples.
+
+    The training set of the mosaic risk of [eq. (6)](agd.md#mosaic-risk) at one ε, as
+    `HierarchicalCodebook.frontier` returns it: the codewords with the number of
+    samples each stands for, and the samples that no codeword covers.
 
     Attributes:
         nodes: ndarray of shape (n_codewords,), the codebook nodes used as codewords.
         node_weights: ndarray of shape (n_codewords,), how many samples each codeword
             stands for (ω in the paper).
         samples: ndarray of shape (n_raw,), the samples used as themselves (weight 1).
+
+    Example:
+
+    >>> frontier = codebook.frontier(epsilon=5.0)
+    >>> codewords = codebook.codewords_[frontier.nodes].reshape(-1, *codebook.feature_shape_)
+    >>> x_mosaic = np.concatenate([codewords, x[frontier.samples]])
+    >>> weights = np.concatenate([frontier.node_weights, np.ones(len(frontier.samples))])
+    >>> len(x_mosaic) == frontier.size, int(weights.sum()) == len(x)
+    (True, True)
     """
 
     nodes: np.ndarray
@@ -35,7 +48,7 @@ class Frontier(NamedTuple):
 
 
 class HierarchicalCodebook(BaseEstimator):
-    """Top-down hierarchical k-means codebook, one tree per class.
+    r"""Top-down hierarchical k-means codebook, one tree per class.
 
     Every class of the training set is clustered separately (so codewords are pure
     in label) by recursive k-means, level by level: a node is split into `branching`
@@ -46,26 +59,28 @@ class HierarchicalCodebook(BaseEstimator):
 
     By default the tree stops where annealing stops using it.
     `schedules.from_codebook` starts at level 1's mean error and ends at the mean
-    error e_floor of the deepest level that covers half of the samples; below that,
-    training uses the real samples. A frontier at ε > e_floor never goes below a
-    node whose error is under ε, so the nodes under a node of error <= e_floor can
-    never be selected. Hence the rule: once the next level would cover less than
-    `min_coverage` (one half) of the samples, the current level is the floor, and
-    below it only nodes with mean error above e_floor are split. Every frontier of
-    such a schedule is then the one the full tree gives (on MNIST: 8 levels and
-    36,455 codewords instead of 38,415). Pass `min_coverage=0` for the full tree (down to
-    `min_cluster_size`), e.g. for hand-made schedules that go below e_floor.
+    error $e_\text{floor}$ of the deepest level that covers half of the samples;
+    below that, training uses the real samples. A frontier at
+    $\varepsilon > e_\text{floor}$ never goes below a node whose error is under ε,
+    so the nodes under a node of error $\le e_\text{floor}$ can never be selected.
+    Hence the rule: once the next level would cover less than `min_coverage` (one
+    half) of the samples, the current level is the floor, and below it only nodes
+    with mean error above $e_\text{floor}$ are split. Every frontier of such a
+    schedule is then the one the full tree gives (on MNIST: 8 levels and 36,455
+    codewords instead of 38,415). Pass `min_coverage=0` for the full tree (down to
+    `min_cluster_size`), e.g. for hand-made schedules that go below $e_\text{floor}$.
 
     Large training sets are never held in memory as float32. When there are more
     than `subsample` samples, each class's tree is fit on a random subset (classes
     share the budget in proportion to their size), then one streaming pass routes
     every sample down the tree (nearest child centroid at each level) and measures
-    the node counts (ω, which eq. 6 needs exact) and errors over all samples. The
-    codewords stay the centroids fit on the subset: they are the points that routed
-    the samples, so the recorded errors are exactly those of quantizing to them, and
-    a second pass for the members' exact means is not needed (they differ from the
-    subset means only by sampling noise). The shape of such a tree is decided on the
-    subset: its leaves hold about `min_cluster_size` subset samples.
+    the node counts (ω, which [eq. (6)](agd.md#mosaic-risk) needs exact) and errors
+    over all samples. The codewords stay the centroids fit on the subset: they are
+    the points that routed the samples, so the recorded errors are exactly those of
+    quantizing to them, and a second pass for the members' exact means is not needed
+    (they differ from the subset means only by sampling noise). The shape of such a
+    tree is decided on the subset: its leaves hold about `min_cluster_size` subset
+    samples.
 
     Distances are Euclidean on the flattened features exactly as given (computed in
     float32); inputs are not rescaled, so fit the codebook on the same scaling that
@@ -121,11 +136,13 @@ class HierarchicalCodebook(BaseEstimator):
     Example:
 
     >>> (x, y), _ = keras_agd.datasets.load_mnist()
-    >>> codebook = keras_agd.HierarchicalCodebook(random_state=0).fit(x / 255.0, y)
-    >>> frontier = codebook.frontier(epsilon=7.5)
-    >>> frontier.size, frontier.node_weights.sum() + len(frontier.samples)
-    (..., 60000)
-    >>> big = keras_agd.HierarchicalCodebook().fit(np.load("x.npy", mmap_mode="r"), y)
+    >>> x = x / 255.0
+    >>> codebook = keras_agd.HierarchicalCodebook(random_state=0).fit(x, y)
+    >>> [round(row["mean_error"], 1) for row in codebook.level_summary()[:4]]
+    [6.4, 5.5, 4.9, 4.4]
+    >>> frontier = codebook.frontier(epsilon=5.0)  # between levels 1 and 2
+    >>> len(frontier.nodes), len(frontier.samples)  # with the faiss backend
+    (3336, 174)
 
     Reference:
         H. Pan and H. Jiang, "Annealed Gradient Descent for Deep Learning", UAI 2015.
@@ -206,7 +223,7 @@ class HierarchicalCodebook(BaseEstimator):
         return self
 
     def frontier(self, epsilon, criterion="mean"):
-        """The mosaic at quantization error `epsilon` (eq. 6, Algorithm 1).
+        """The mosaic at quantization error `epsilon` ([eq. (6)](agd.md#mosaic-risk), Algorithm 1).
 
         Every sample is replaced by the uppermost node on its chain whose error is
         strictly below `epsilon`, or kept as itself where no node is. So
@@ -324,7 +341,7 @@ class HierarchicalCodebook(BaseEstimator):
         """ndarray of shape (n_samples, n_levels_): each sample's chain of nodes.
 
         Level 0 first, padded with -1 below its deepest node. Computed on each access
-        in O(N * n_levels_) memory, for tests and code that walks whole chains;
+        in O(N * n_levels_) memory, for code that walks whole chains;
         `frontier` and `quantize` do not need it.
         """
         check_is_fitted(self, "sample_node_")

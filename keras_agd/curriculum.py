@@ -31,6 +31,12 @@ class Level(NamedTuple):
         frontier_size: Distinct items of the frontier at ε (codewords plus samples).
         first_step: The global step at which the level begins.
         steps: Optimizer steps spent on the level.
+
+    Example:
+
+    >>> first, second = curriculum.levels[:2]
+    >>> first.first_step, second.first_step == first.first_step + first.steps
+    (0, True)
     """
 
     epsilon: float
@@ -43,15 +49,15 @@ class Curriculum:
     """The whole AGD run, planned before training: the batch of every step.
 
     AGD trains on codebook frontiers of decreasing quantization error ε (the mosaic
-    phase, eq. 6 of the paper), then on the real samples (the regular phase). The
-    curriculum fixes all of it up front: the ε of each mosaic level, the items of its
-    batches in order with their weights, and the steps it lasts; after the last level,
-    shuffled passes over the real samples. So the batch of global step `s` is a pure
-    function of `s`, and the only state of a run is the optimizer's step counter
-    (`optimizer.iterations`), which `model.save`, checkpoints and
-    `keras.callbacks.BackupAndRestore` already carry. Every batch is full: no
-    zero-weight padding, so the loss and metrics Keras reports are those of the items
-    the batch really holds.
+    phase, on the mosaic risk of [eq. (6)](agd.md#mosaic-risk)), then on the real samples
+    (the regular phase). The curriculum fixes all of it up front: the ε of each
+    mosaic level, the items of its batches in order with their weights, and the steps
+    it lasts; after the last level, shuffled passes over the real samples. So the
+    batch of global step `s` is a pure function of `s`, and the only state of a run
+    is the optimizer's step counter (`optimizer.iterations`), which `model.save`,
+    checkpoints and `keras.callbacks.BackupAndRestore` already carry. Every batch is
+    full: no zero-weight padding, so the loss and metrics Keras reports are those of
+    the items the batch really holds.
 
     The modes (what a mosaic level holds):
 
@@ -234,7 +240,7 @@ class Curriculum:
         return self._weights
 
     def dataset(self, model, **kwargs):
-        """The training stream of this curriculum for `model` (see `keras_agd.mosaic_dataset`)."""
+        """The training stream of this curriculum for `model`: [`keras_agd.mosaic_dataset`][]."""
         from keras_agd.mosaic_dataset import mosaic_dataset
 
         return mosaic_dataset(self, model, **kwargs)

@@ -109,7 +109,7 @@ def prepare_mnist(data_dir, path=None, num_examples=None):
         path: Optional MNIST `.npz` file, as for `load_mnist`; only read when
             the dataset is written. Defaults to `None`.
         num_examples: Optional number of leading samples of each split to
-            write (a small copy for tests). Defaults to `None` (all samples).
+            write (a small copy for quick trials). Defaults to `None` (all samples).
 
     Returns:
         The prepared `tfds.core.DatasetBuilder`; `as_data_source(split)` reads

@@ -19,8 +19,6 @@ from keras_agd import _grouping, _validation
 from keras_agd._keras_adapter import hook_update_step, is_update_step_hooked, variable_key
 from keras_agd._wrapper import WrapperOptimizer
 
-DEFAULT_EPSILON = 1e-7
-
 
 def variable_groups(variables, grouping="layer", exclude=None):
     """Names the group (layer) whose gradient norm sets each variable's rate.
@@ -90,7 +88,7 @@ def _checked_group(group, path):
     return group
 
 
-def layer_factors(gradients, groups, epsilon=DEFAULT_EPSILON, max_factor=None):
+def layer_factors(gradients, groups, epsilon=1e-7, max_factor=None):
     """Computes the per-layer learning-rate factor of eq. (9) for each group.
 
     For the gradient `g_l` of all the variables of group `l` taken together:
@@ -237,7 +235,7 @@ class LayerRates:
         max_factor: See `layer_factors`. Defaults to `None`.
     """
 
-    def __init__(self, grouping="layer", exclude=None, epsilon=DEFAULT_EPSILON, max_factor=None):
+    def __init__(self, grouping="layer", exclude=None, epsilon=1e-7, max_factor=None):
         self.grouping = _grouping.check_grouping(grouping)
         # Kept as strings (compiled patterns with their flags inline), for the config.
         self.exclude = _grouping.check_exclude(exclude)
@@ -350,7 +348,7 @@ def _check_guard(epsilon, max_factor):
 
 @keras.saving.register_keras_serializable(package="keras_agd")
 class LayerAdaptive(WrapperOptimizer):
-    """Wraps a Keras optimizer to give every layer its own adaptive learning rate.
+    r"""Wraps a Keras optimizer to give every layer its own adaptive learning rate.
 
     At every step, the variables of layer `l` are updated by the wrapped
     optimizer with the learning rate of eq. (9) of the paper instead of the
@@ -365,8 +363,8 @@ class LayerAdaptive(WrapperOptimizer):
     saddle points) take larger steps; layers with large gradients keep about the
     rate `t`. The rate is scaled, not the gradient, so adaptive optimizers get
     the per-layer rate: with Adagrad the step is eq. (12),
-    `w -= t_l * g / sqrt(sum of g**2)`, and SGD's is eq. (10) with the factor
-    applied once (the paper prints it twice).
+    $\Delta w = -t_l \, g^{(k)} / \sqrt{\sum_{i=1}^{k} (g^{(i)})^2}$ at step $k$, and
+    SGD's is eq. (10) with the factor applied once (the paper prints it twice).
 
     The norms are those of the gradients the update really uses: after the
     wrapped optimizer's loss-scale unscaling, gradient accumulation and
@@ -428,7 +426,7 @@ class LayerAdaptive(WrapperOptimizer):
         inner_optimizer,
         grouping="layer",
         exclude=None,
-        epsilon=DEFAULT_EPSILON,
+        epsilon=1e-7,
         max_factor=None,
         name=None,
         **kwargs,

@@ -9,7 +9,7 @@ curriculum's stream shards by data). Four helpers cover what differs from one ma
 - `backup_and_restore`: `keras.callbacks.BackupAndRestore` with one writer, the chief.
 - `worker_count` and `is_chief`: where this process stands in the cluster.
 
-See docs/scaling_out.md for a launch, what is sharded and what is replicated.
+See [Scaling out](scaling_out.md) for a launch, what is sharded and what is replicated.
 """
 
 import json
@@ -33,6 +33,11 @@ def worker_count(strategy=None):
 
     Returns:
         1 unless the cluster has several chief and worker tasks.
+
+    Example:
+
+    >>> keras_agd.multi_worker.worker_count()  # no TF_CONFIG: one machine
+    1
     """
     if strategy is None:
         config = _tf_config()
@@ -53,6 +58,11 @@ def is_chief(strategy=None):
         strategy: A `tf.distribute.Strategy`; `None` reads the cluster from the
             `TF_CONFIG` environment variable, so that this works before the strategy
             exists or outside its scope. Defaults to `None`.
+
+    Example:
+
+    >>> if keras_agd.multi_worker.is_chief():
+    ...     print(codebook.summary())  # printed once, by the chief
     """
     if strategy is not None:
         return bool(_check_strategy(strategy).extended.should_checkpoint)
@@ -148,7 +158,7 @@ def prepare_model(model):
 
     Keras 3.15's TensorFlow trainer cannot run `fit` (nor `evaluate`) under a
     `MultiWorkerMirroredStrategy` with several workers: it fails before the first
-    step (see `keras_agd/_keras_adapter.py`). Call this once after `compile`, on
+    step (see [Scaling out](scaling_out.md)). Call this once after `compile`, on
     every worker. With one worker, or any other strategy, it does nothing.
 
     Args:

@@ -47,7 +47,11 @@ class AnnealingSchedule:
 
 @_register
 class ExponentialAnnealing(AnnealingSchedule):
-    """ε_{i+1} = decay_rate · ε_i, then the real samples once ε ≤ `final_epsilon`.
+    r"""Exponential annealing: ε is multiplied by `decay_rate` at every level.
+
+    The ε of level $i$ is $\varepsilon_i = \varepsilon_0 \, r^i$, where
+    $\varepsilon_0$ is `initial_epsilon` and $r$ is `decay_rate`; once
+    $\varepsilon_i \le$ `final_epsilon`, it is 0 and training uses the real samples:
 
     ```python
     epsilon = initial_epsilon * decay_rate ** step
@@ -65,9 +69,9 @@ class ExponentialAnnealing(AnnealingSchedule):
 
     Example:
 
-    >>> schedule = ExponentialAnnealing(7.5, 0.999)
-    >>> float(schedule(1))
-    7.4925
+    >>> schedule = ExponentialAnnealing(6.0, 0.75, final_epsilon=2.0)
+    >>> [float(schedule(i)) for i in range(5)]
+    [6.0, 4.5, 3.375, 2.53125, 0.0]
 
     Reference:
         H. Pan and H. Jiang, "Annealed Gradient Descent for Deep Learning", UAI 2015.
@@ -99,7 +103,11 @@ class ExponentialAnnealing(AnnealingSchedule):
 
 @_register
 class LinearAnnealing(AnnealingSchedule):
-    """ε_{i+1} = ε_i − Δ down to `final_epsilon`, then the real samples.
+    r"""Linear annealing: ε decreases by `delta` at every level.
+
+    The ε of level $i$ is $\varepsilon_i = \varepsilon_0 - i \, \Delta$, where
+    $\varepsilon_0$ is `initial_epsilon` and $\Delta$ is `delta`; once
+    $\varepsilon_i \le$ `final_epsilon`, it is 0 and training uses the real samples:
 
     ```python
     epsilon = initial_epsilon - delta * step
@@ -114,9 +122,9 @@ class LinearAnnealing(AnnealingSchedule):
 
     Example:
 
-    >>> schedule = LinearAnnealing(17.5, delta=1.0, final_epsilon=8.5)
-    >>> [float(schedule(i)) for i in (0, 8, 9)]
-    [17.5, 9.5, 0.0]
+    >>> schedule = LinearAnnealing(5.5, delta=0.5, final_epsilon=2.5)
+    >>> [float(schedule(i)) for i in (0, 5, 6)]
+    [5.5, 3.0, 0.0]
     """
 
     def __init__(self, initial_epsilon, delta, final_epsilon, name="LinearAnnealing"):
@@ -158,7 +166,9 @@ def from_codebook(codebook, levels, kind="exponential"):
 
     Example:
 
-    >>> schedule = keras_agd.schedules.from_codebook(codebook, levels=10)
+    >>> schedule = keras_agd.schedules.from_codebook(codebook, levels=6)  # MNIST in [0, 1]
+    >>> [round(float(schedule(i)), 1) for i in range(7)]  # level 6: the real samples
+    [5.5, 4.8, 4.1, 3.6, 3.1, 2.7, 0.0]
     """
     check_fitted("codebook", codebook)
     levels = _validation.check_integer("levels", levels, 1)
