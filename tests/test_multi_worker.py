@@ -196,10 +196,12 @@ def test_a_chief_killed_while_writing_its_backup_resumes_at_the_same_step(
     assert codes[0] == -signal.SIGKILL, stderr_tail(tmp_path / "killed", workers)
     assert all(code not in (0, None) for code in codes[1:]), codes
     assert time.monotonic() - started < 150
-    torn = backup / "latest.weights.h5"
-    assert torn.stat().st_size < (backup / "latest.weights.h5.bkp").stat().st_size
+    # The backup is written beside its target and renamed over it: the kill tore the
+    # file being written, while the latest backup (step TORN - 1) stayed whole.
+    torn = backup / "latest.next.weights.h5"
+    assert torn.stat().st_size < (backup / "latest.weights.h5").stat().st_size
 
-    # The restart falls back to the previous backup (step TORN - 1, in epoch 0) and
+    # The restart continues from the latest backup (step TORN - 1, in epoch 0) and
     # runs epoch 0 again in full from there, then epochs 1-3: STEPS + EXTRA steps.
     restarted = tmp_path / "restarted"
     restarted.mkdir()
