@@ -618,7 +618,7 @@ BINDINGS = [
         lambda: scale("codebook", "data", "n_samples"),
         lambda: scale("codebook", "fit_seconds"),
     ),
-    Given("docs/agd.md", "(ε₁ = 7.5, r = 0.999)", PAPER_FIGURE),
+    Given("docs/agd.md", r"($\varepsilon_1 = 7.5$, $r = 0.999$)", PAPER_FIGURE),
     Given(
         "docs/agd.md",
         "every class's mean error is about 6.4, so ε = 7.5",
@@ -629,7 +629,7 @@ BINDINGS = [
     Given("docs/agd.md", '("multiply by 0.8', PAPER_FIGURE),
     Given("docs/agd.md", "(0.8 vs 0.4)", PAPER_FIGURE),
     # docs/troubleshooting.md
-    Given("docs/troubleshooting.md", "ε₁ = 7.5", PAPER_FIGURE),
+    Given("docs/troubleshooting.md", r"$\varepsilon_1 = 7.5$", PAPER_FIGURE),
     Quote(
         "docs/troubleshooting.md",
         "a mosaic rate of 0.4 diverged",
