@@ -67,3 +67,14 @@ def test_every_list_in_the_pages_starts_a_block():
             if not (before.startswith(("#", " ", "|", ">")) or item.match(before)):
                 joined.append(f"{path.name}:{number}: {line[:40]}")
     assert not joined, f"add a blank line before these lists: {joined}"
+
+
+def test_no_heading_holds_a_command():
+    # The table of contents cuts long headings: a command goes in a code block below.
+    long = [
+        f"{path.name}: {line}"
+        for path in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+        for line in path.read_text(encoding="utf-8").split("\n")
+        if re.match(r"#+ .*`python ", line)
+    ]
+    assert not long, f"move these commands out of their headings: {long}"
