@@ -14,8 +14,8 @@ many Keras epochs as that budget spans in passes, each a window of
 most `epochs - 1` steps more. The table reports the steps and examples it really
 trained, counted from the curriculum's batches.
 
-MNIST is read from --mnist, else $KERAS_AGD_MNIST, else ../shared/data/mnist.npz
-beside the checkout when present, else downloaded by Keras. The codebook is cached
+MNIST is read from --mnist, else from the file $KERAS_AGD_MNIST names, else downloaded
+by Keras (as `keras_agd.datasets.load_mnist` does). The codebook is cached
 in --codebook and rebuilt when missing, unreadable or built on other data.
 """
 
@@ -27,8 +27,6 @@ import keras
 import numpy as np
 
 import keras_agd
-
-LOCAL_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist.npz"
 
 
 def mlp(hidden):
@@ -77,8 +75,7 @@ class TrainingClock(keras.callbacks.Callback):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    default_mnist = str(LOCAL_MNIST) if LOCAL_MNIST.is_file() else None
-    parser.add_argument("--mnist", default=default_mnist)
+    parser.add_argument("--mnist", default=None, help="path to mnist.npz")
     parser.add_argument("--codebook", type=Path, default=Path("results/mnist.codebook.npz"))
     parser.add_argument("--hidden", type=int, nargs="+", default=[512, 256, 128])
     parser.add_argument("--epochs", type=int, default=5, help="SGD epochs")
