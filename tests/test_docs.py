@@ -78,3 +78,26 @@ def test_no_heading_holds_a_command():
         if re.match(r"#+ .*`python ", line)
     ]
     assert not long, f"move these commands out of their headings: {long}"
+
+
+# Words about how the project is run, not about the software: issue numbers, sessions,
+# lent machines, commit hashes, the development machine's folders.
+INTERNAL_WORDING = re.compile(
+    r"\bissues? #?\d+|\bthis (?:session|task)\b|\bwas lent\b|\bno GPU was\b"
+    r"|\bcommit [0-9a-f]{7,40}\b|\.\./shared\b|/work/main\b",
+    re.IGNORECASE,
+)
+
+
+def test_pages_docstrings_and_notebooks_speak_of_the_software():
+    paths = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+    paths += sorted((DOCS / "tutorials").glob("*.py"))
+    paths += sorted((DOCS / "tutorials").glob("*.ipynb"))
+    paths += sorted((ROOT / "keras_agd").glob("*.py"))
+    paths += sorted((ROOT / "examples").glob("*.py"))
+    found = [
+        f"{path.relative_to(ROOT)}: {match.group(0)!r}"
+        for path in paths
+        for match in INTERNAL_WORDING.finditer(path.read_text(encoding="utf-8"))
+    ]
+    assert not found, f"internal wording: {found}"
