@@ -192,7 +192,7 @@ def _check_metadata(metadata):
 
 
 def _is_count(value):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return _validation.is_integer(value) and value >= 1
 
 
 def _check_declared(members, metadata):

@@ -11,6 +11,8 @@ import warnings
 import keras
 import tensorflow as tf
 
+from keras_agd import _atomic_file
+
 # --- Optimizer internals (LayerAdaptive).
 
 UPDATE_STEP = "_distributed_tf_update_step"
@@ -133,7 +135,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         # After the weights: a kill between the two renames resumes at the earlier epoch
         # with the later weights, which Keras' batch-level backups do anyway.
         metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
-        _replace_with_text(self._training_metadata_path, json.dumps(metadata))
+        with _atomic_file.replacing(self._training_metadata_path) as file:
+            file.write(json.dumps(metadata).encode())
 
     def _load_model(self):
         try:
@@ -155,15 +158,5 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
 
 def _replace_with_copy(source, target):
-    partial = target + ".partial"
-    shutil.copyfile(source, partial)
-    os.replace(partial, target)
-
-
-def _replace_with_text(path, text):
-    partial = path + ".partial"
-    with open(partial, "w") as file:
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(partial, path)
+    with open(source, "rb") as original, _atomic_file.replacing(target) as copy:
+        shutil.copyfileobj(original, copy)

@@ -70,12 +70,25 @@ def _backed_up_model(backup_dir, epochs):
     return model, backup
 
 
-def test_backup_and_restore_keeps_its_private_file_layout(tmp_path):
+def test_backup_and_restore_keeps_its_private_file_layout(tmp_path, monkeypatch):
     # The atomic backup overrides these; Keras' restore must still read its files.
     callback = keras.callbacks.BackupAndRestore(str(tmp_path))
     for name in (*_keras_adapter.BACKUP_METHODS, *_keras_adapter.BACKUP_PATHS):
         assert hasattr(callback, name), name
+    # Keras must still write and read every backup through these two methods: were it
+    # to call others, the atomic writes would be bypassed without a word.
+    calls = []
+    for name in _keras_adapter.BACKUP_METHODS:
+        original = getattr(_keras_adapter.AtomicBackupAndRestore, name)
+
+        def counted(self, original=original, name=name):
+            calls.append(name)
+            return original(self)
+
+        monkeypatch.setattr(_keras_adapter.AtomicBackupAndRestore, name, counted)
     model, backup = _backed_up_model(tmp_path, epochs=2)
+    monkeypatch.undo()
+    assert calls == ["_load_model"] + ["_save_model"] * 4  # 2 epochs of 2 batches.
     assert sorted(os.listdir(tmp_path)) == sorted(
         os.path.basename(getattr(backup, name)) for name in _keras_adapter.BACKUP_PATHS
     )
