@@ -6,8 +6,11 @@ from keras_agd.agd import AGD
 from keras_agd.callbacks import CurriculumLogger, LayerFactorLogger
 from keras_agd.codebook import Frontier, HierarchicalCodebook
 from keras_agd.curriculum import Curriculum, Level
+from keras_agd.lars import LARS
 from keras_agd.layer_adaptive import LayerAdaptive, layer_factors, variable_groups
 from keras_agd.mosaic_dataset import mosaic_dataset
+from keras_agd.per_layer_rates import PerLayerRates
+from keras_agd.rate_rules import LayerwiseDecay, Multipliers, TrustRatio
 from keras_agd.sources import Source
 
 __all__ = [
@@ -16,10 +19,15 @@ __all__ = [
     "CurriculumLogger",
     "Frontier",
     "HierarchicalCodebook",
+    "LARS",
     "LayerAdaptive",
     "LayerFactorLogger",
+    "LayerwiseDecay",
     "Level",
+    "Multipliers",
+    "PerLayerRates",
     "Source",
+    "TrustRatio",
     "datasets",
     "layer_factors",
     "mosaic_dataset",

@@ -42,6 +42,26 @@ def variable_key(optimizer, variable):
     return optimizer._var_key(variable)
 
 
+# --- Optimizer internals every backend shares (PerLayerRates, LARS).
+
+
+def variable_index(optimizer, variable):
+    """The position of `variable` in the list `optimizer` was built with.
+
+    What Keras' own optimizers call in `update_step` to find a variable's slots (the
+    base class's documented example does too), on every backend.
+    """
+    return optimizer._get_variable_index(variable)
+
+
+def uses_weight_decay(optimizer, variable):
+    """Whether `optimizer` applies its decoupled weight decay to `variable`.
+
+    Honours `optimizer.exclude_from_weight_decay(...)`, which keeps its state private.
+    """
+    return optimizer._use_weight_decay(variable)
+
+
 # --- `fit` under MultiWorkerMirroredStrategy (Keras 3.15, TensorFlow backend).
 
 MULTI_WORKER_FIT = "_keras_agd_multi_worker_fit"

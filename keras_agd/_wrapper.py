@@ -10,12 +10,14 @@ class WrapperOptimizer(keras.optimizers.Optimizer):
 
     Subclasses add their own variables with `add_variable` and their own maths around
     `apply`; the step counter, the learning rate, the slots and `finalize_variable_values`
-    are the inner optimizer's. The TensorFlow backend is required: the wrappers hook
-    into its distributed update.
+    are the inner optimizer's. Subclasses that hook into the TensorFlow optimizer's
+    distributed update set `requires_tensorflow`.
     """
 
+    requires_tensorflow = True
+
     def __init__(self, inner_optimizer, name=None):
-        if keras.backend.backend() != "tensorflow":
+        if self.requires_tensorflow and keras.backend.backend() != "tensorflow":
             raise ValueError(
                 f"{type(self).__name__} requires the TensorFlow backend. "
                 f"Received: backend={keras.backend.backend()!r}"

@@ -9,7 +9,11 @@ import keras
 
 from keras_agd._wrapper import find_in_chain
 from keras_agd.agd import AGD
+from keras_agd.lars import LARS
 from keras_agd.layer_adaptive import LayerAdaptive
+from keras_agd.per_layer_rates import PerLayerRates
+
+_HAS_LAYER_FACTORS = (LayerAdaptive, PerLayerRates, LARS)
 
 
 class CurriculumLogger(keras.callbacks.Callback):
@@ -74,10 +78,11 @@ class LayerFactorLogger(keras.callbacks.Callback):
     before `keras.callbacks.TensorBoard` in the `callbacks` list, TensorBoard, so
     that one can see which layers the method sped up.
 
-    Works with any optimizer that exposes a `layer_factors` dict, found on
-    `model.optimizer` or on the optimizers it wraps (`inner_optimizer`): a
-    `keras_agd.LayerAdaptive`, also inside `AGD` or the `LossScaleOptimizer` that
-    `compile` adds under a `mixed_float16` policy.
+    Works with the optimizers of keras_agd that have per-layer rates
+    (`keras_agd.LayerAdaptive`, `keras_agd.PerLayerRates`, `keras_agd.LARS`), found on
+    `model.optimizer` or on the optimizers it wraps (`inner_optimizer`): also inside
+    `AGD` or the `LossScaleOptimizer` that `compile` adds under a `mixed_float16`
+    policy. Their keys are layer names (`LayerAdaptive`) or variable paths.
 
     Args:
         prefix: String put before each group name in the log keys.
@@ -102,7 +107,7 @@ class LayerFactorLogger(keras.callbacks.Callback):
         self.prefix = prefix
 
     def on_train_begin(self, logs=None):
-        self._optimizer = find_in_chain(self.model.optimizer, LayerAdaptive)
+        self._optimizer = find_in_chain(self.model.optimizer, _HAS_LAYER_FACTORS)
         if self._optimizer is None:
             raise ValueError(
                 "LayerFactorLogger needs a model compiled with an optimizer that has "
