@@ -55,7 +55,7 @@ class RuleSet:
         for i, name in enumerate(self.names):
             factor = self.fixed[i]
             if i in self.recorded:
-                factor *= float(ops.convert_to_numpy(self.recorded[i]))
+                factor *= float(self.recorded[i].numpy())
             factors[name] = float(factor)
         return factors
 

@@ -6,8 +6,6 @@ hold no state of their own: `keras_agd.PerLayerRates` (any Keras optimizer) and
 optimizer's `update_step`, so they run on every Keras backend.
 """
 
-import math
-import numbers
 import re
 
 import keras
@@ -310,11 +308,8 @@ def _is_empty_list(value):
 
 
 def _check_factor(name, value):
-    if not _validation.is_number(value) or not math.isfinite(value) or value < 0:
-        kind = "a finite float >= 0"
-        if isinstance(value, numbers.Number) or hasattr(value, "__float__"):
-            raise ValueError(f"`{name}` must be {kind}. Received: {name}={value!r}")
-        raise TypeError(f"`{name}` must be {kind}. Received: {name}={value!r}")
+    if not _validation.is_number(value):
+        raise TypeError(f"`{name}` must be a float >= 0. Received: {name}={value!r}")
     return _validation.check_number(name, value, 0)
 
 
