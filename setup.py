@@ -123,6 +123,8 @@ setup(
             "matplotlib>=3.9,<3.12",
             "build>=1.2.2,<1.7",  # The wheel and the sdist (`python -m build`).
         ],
+        # The per-layer rules' tests on the JAX backend (optax: LARS's reference steps).
+        "jax": ["jax>=0.10.2,<0.11", "optax>=0.2.8,<0.3"],
         # The documentation site (mkdocs.yml) and the tutorial notebooks (docs/tutorials/).
         # CI installs it with constraints.txt only, so its lower bounds are not tested.
         "docs": [

@@ -110,14 +110,21 @@ VARIANTS = {
 }
 
 
-def compiled_train_function(model_name, optimizer_name, variant, args):
-    """Returns `run(calls)`: seconds for `calls` executions of the compiled step."""
+def compiled_train_function(model_name, optimizer_name, variant, args, make_optimizer=None):
+    """Returns `run(calls)`: seconds for `calls` executions of the compiled step.
+
+    The optimizer is `VARIANTS[variant]` around `OPTIMIZERS[optimizer_name]`, or what
+    `make_optimizer()` returns when given.
+    """
     input_shape, batch_size, layers = MODELS[model_name]
     keras.utils.set_random_seed(args.seed)
     model = keras.Sequential([keras.Input(input_shape), *layers()])
-    optimizer = OPTIMIZERS[optimizer_name]()
+    if make_optimizer is None:
+        optimizer = VARIANTS[variant](OPTIMIZERS[optimizer_name]())
+    else:
+        optimizer = make_optimizer()
     model.compile(
-        optimizer=VARIANTS[variant](optimizer),
+        optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         jit_compile=True,
         steps_per_execution=args.steps_per_execution,

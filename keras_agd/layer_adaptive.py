@@ -477,10 +477,11 @@ class LayerAdaptive(WrapperOptimizer):
 
 def _check_inner_optimizer(optimizer):
     _validation.check_optimizer("inner_optimizer", optimizer)
-    if isinstance(optimizer, (LayerAdaptive, keras.optimizers.MultiOptimizer)):
+    # Another wrapper (PerLayerRates, AGD) delegates its update: the hook would never run.
+    if isinstance(optimizer, (WrapperOptimizer, keras.optimizers.MultiOptimizer)):
         raise ValueError(
-            "`inner_optimizer` must be an optimizer with one global learning rate. "
-            f"Received: inner_optimizer={type(optimizer).__name__}"
+            "`inner_optimizer` must be an optimizer with one global learning rate, not "
+            f"another wrapper. Received: inner_optimizer={type(optimizer).__name__}"
         )
     if is_update_step_hooked(optimizer):
         raise ValueError(

@@ -126,7 +126,11 @@ class PerLayerRates(WrapperOptimizer):
         rule_set = RuleSet(rules)
         super().__init__(inner_optimizer, name=name)
         self._rules = rule_set
-        self._weight_decay = None
+        # The wrapped optimizer's decoupled weight decay is applied here, at each
+        # variable's own rate; Keras would apply it at the global rate. (Taken over for
+        # good: `apply` may run in several replica threads at once under tf.distribute.)
+        self._weight_decay = inner_optimizer.weight_decay
+        inner_optimizer.weight_decay = None
         self._uses_weight_decay = None
         self._inner_update_step = inner_optimizer.update_step
         # The public per-variable step of the optimizer contract: every backend's
@@ -146,15 +150,16 @@ class PerLayerRates(WrapperOptimizer):
             uses_weight_decay(self.inner_optimizer, variable) for variable in var_list
         ]
 
-    def apply(self, grads, trainable_variables=None):
-        # The inner optimizer's decoupled weight decay is applied in `_update_step`,
-        # at each variable's own rate; Keras would apply it at the global rate first.
-        inner = self.inner_optimizer
-        self._weight_decay, inner.weight_decay = inner.weight_decay, None
-        try:
-            super().apply(grads, trainable_variables)
-        finally:
-            inner.weight_decay, self._weight_decay = self._weight_decay, None
+    @property
+    def weight_decay(self):
+        """The wrapped optimizer's decoupled weight decay, applied at each variable's rate."""
+        return self._weight_decay
+
+    @weight_decay.setter
+    def weight_decay(self, value):
+        # The base class sets its own (None) before `__init__` takes the inner one's.
+        if getattr(self, "inner_optimizer", None) is not None:
+            self._weight_decay = value
 
     def _update_step(self, gradient, variable, learning_rate):
         index = variable_index(self.inner_optimizer, variable)
@@ -170,7 +175,9 @@ class PerLayerRates(WrapperOptimizer):
         return self._rules.result()
 
     def get_config(self):
-        return {**super().get_config(), "rules": self._rules.get_config()}
+        config = super().get_config()
+        config["inner_optimizer"]["config"]["weight_decay"] = self._weight_decay
+        return {**config, "rules": self._rules.get_config()}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):

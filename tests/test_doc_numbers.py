@@ -56,7 +56,7 @@ _RANGE = re.compile(r"\s*(?:-|–|to)\s*")
 _SETTING = re.compile(
     r"(?:\bbatch(?:es)?(?: of)?|\bmomentum|\blearning rate|\bbase rate|\bat rate)\s+$"
 )
-_PACKAGES = r"TensorFlow|Keras|Python|NumPy|scikit-learn|faiss-cpu|mkdocs|keras-agd"
+_PACKAGES = r"TensorFlow|Keras|Python|NumPy|scikit-learn|faiss-cpu|mkdocs|keras-agd|JAX|optax"
 _UNSCANNED = [
     re.compile(r"^( *)```.*?^\1```", re.MULTILINE | re.DOTALL),  # Code blocks.
     re.compile(r"`[^`\n]*`"),  # Inline code.

@@ -1,4 +1,5 @@
-"""LayerAdaptive under tf.distribute: two replicas take the same step as one device.
+"""The per-layer optimizers under tf.distribute: two replicas take the same step as one
+device (LayerAdaptive, LARS, PerLayerRates).
 
 Logical CPU devices must be configured before TensorFlow initializes, which the test
 process has already done, so the training runs in a fresh interpreter.
@@ -25,10 +26,10 @@ SCRIPT = textwrap.dedent(
     import keras
     import numpy as np
 
-    from keras_agd import LayerAdaptive
+    from keras_agd import LARS, LayerAdaptive, LayerwiseDecay, PerLayerRates, TrustRatio
 
 
-    def train(strategy, inner, loss_scale):
+    def train(strategy, make, loss_scale):
         keras.utils.set_random_seed(0)
         rng = np.random.default_rng(0)
         x = rng.normal(size=(32, 5)).astype("float32")
@@ -40,7 +41,7 @@ SCRIPT = textwrap.dedent(
             model = keras.Sequential(
                 [keras.Input((5,)), keras.layers.Dense(4, activation="tanh"), keras.layers.Dense(2)]
             )
-            optimizer = LayerAdaptive(inner())
+            optimizer = make()
             if loss_scale:
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             model.compile(optimizer=optimizer, loss="mse")
@@ -52,12 +53,17 @@ SCRIPT = textwrap.dedent(
         }
 
 
-    inners = {
-        "nesterov": lambda: keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
-        "adam": lambda: keras.optimizers.Adam(0.01),
+    optimizers = {
+        "nesterov": lambda: LayerAdaptive(keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True)),
+        "adam": lambda: LayerAdaptive(keras.optimizers.Adam(0.01)),
+        "lars": lambda: LARS(0.2, weight_decay=1e-3, trust_coefficient=0.1),
+        "trust_decay_adamw": lambda: PerLayerRates(
+            keras.optimizers.AdamW(0.01, weight_decay=0.1),
+            [TrustRatio(1.0, exclude=[]), LayerwiseDecay(0.5)],
+        ),
     }
     results = {}
-    for name, inner in inners.items():
+    for name, inner in optimizers.items():
         for loss_scale in (False, True):
             key = f"{name}{'+loss_scale' if loss_scale else ''}"
             results[key] = {
@@ -83,7 +89,14 @@ def distributed_results():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["nesterov", "adam", "nesterov+loss_scale", "adam+loss_scale"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        f"{name}{suffix}"
+        for name in ("nesterov", "adam", "lars", "trust_decay_adamw")
+        for suffix in ("", "+loss_scale")
+    ],
+)
 def test_mirrored_strategy_takes_the_single_device_step(distributed_results, case):
     one, two = distributed_results[case]["one"], distributed_results[case]["two"]
     # Factors of the summed gradient, not of either replica's half of it.

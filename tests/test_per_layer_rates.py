@@ -77,14 +77,14 @@ def test_lars_matches_optax(nesterov):
     kernel, bias = variables()
     params = {"k": jnp.asarray(kernel.numpy()), "b": jnp.asarray(bias.numpy())}
     masks = lambda params: {"k": True, "b": False}  # noqa: E731 (optax's mask signature)
-    transform = optax.lars(
-        0.5, 0.0, masks, 0.01, 0.0, masks, momentum=0.9, nesterov=nesterov
-    )
+    transform = optax.lars(0.5, 0.0, masks, 0.01, 0.0, masks, momentum=0.9, nesterov=nesterov)
     state = transform.init(params)
     optimizer = LARS(0.5, momentum=0.9, nesterov=nesterov, trust_coefficient=0.01)
     for seed in range(1, 5):
         g, gb = gradients(seed)
-        updates, state = transform.update({"k": jnp.asarray(g), "b": jnp.asarray(gb)}, state, params)
+        updates, state = transform.update(
+            {"k": jnp.asarray(g), "b": jnp.asarray(gb)}, state, params
+        )
         params = optax.apply_updates(params, updates)
         step(optimizer, (kernel, bias), (g, gb))
     np.testing.assert_allclose(kernel.numpy(), np.asarray(params["k"]), rtol=1e-5, atol=1e-7)
@@ -236,7 +236,9 @@ def test_zero_factor_freezes_even_with_decoupled_weight_decay():
     rate = 0.05
     decayed = b - b * 0.5 * rate
     np.testing.assert_allclose(bias.numpy(), decayed - rate * np.sign(gb), rtol=1e-4)
-    assert inner.weight_decay == 0.5  # Restored after the step.
+    assert optimizer.weight_decay == 0.5
+    config = optimizer.get_config()["inner_optimizer"]["config"]
+    assert config["weight_decay"] == 0.5
 
 
 def test_excluded_from_weight_decay_is_honoured():
@@ -283,7 +285,9 @@ def test_excluded_from_weight_decay_is_honoured():
         ),
         (lambda: PerLayerRates("sgd", [TrustRatio()]), TypeError, "inner_optimizer"),
         (
-            lambda: PerLayerRates(PerLayerRates(keras.optimizers.SGD(), TrustRatio()), TrustRatio()),
+            lambda: PerLayerRates(
+                PerLayerRates(keras.optimizers.SGD(), TrustRatio()), TrustRatio()
+            ),
             ValueError,
             "one PerLayerRates",
         ),
@@ -293,6 +297,11 @@ def test_excluded_from_weight_decay_is_honoured():
             "clipnorm",
         ),
         (lambda: LARS(trust_coefficient=-1.0), ValueError, "trust_coefficient"),
+        (
+            lambda: keras_agd.LayerAdaptive(PerLayerRates(keras.optimizers.SGD(), TrustRatio())),
+            ValueError,
+            "not another wrapper",
+        ),
     ],
 )
 def test_bad_arguments(make, error, match):
