@@ -30,13 +30,13 @@ def check_grouping(grouping):
     )
 
 
-def check_exclude(exclude):
+def check_exclude(exclude, name="exclude"):
     """`exclude` as a list of regular-expression strings, or `None`.
 
     `exclude` is a pattern (a string or a compiled `re.Pattern` of str) or a list or
-    tuple of them. A compiled pattern becomes its string with its flags inline
-    (`re.compile("bn", re.I)` gives `"(?i)bn"`): the list goes into an optimizer's
-    config as plain JSON and compiles back to the same patterns.
+    tuple of them; errors call it `name`. A compiled pattern becomes its string with its
+    flags inline (`re.compile("bn", re.I)` gives `"(?i)bn"`): the list goes into an
+    optimizer's config as plain JSON and compiles back to the same patterns.
     """
     if exclude is None:
         return None
@@ -49,39 +49,39 @@ def check_exclude(exclude):
             text = item
         else:
             raise ValueError(
-                "`exclude` must be a regular expression (a string or a compiled re.Pattern "
-                f"of str) or a list of them. Received: exclude={exclude!r}"
+                f"`{name}` must be a regular expression (a string or a compiled re.Pattern "
+                f"of str) or a list of them. Received: {name}={exclude!r}"
             )
         if not text:
             # re.search finds the empty pattern in every path: it would exclude them all.
             raise ValueError(
-                "`exclude` patterns must be non-empty: an empty pattern matches every "
-                f"variable path. Received: exclude={exclude!r}"
+                f"`{name}` patterns must be non-empty: an empty pattern matches every "
+                f"variable path. Received: {name}={exclude!r}"
             )
         if isinstance(item, re.Pattern):
-            text = _with_inline_flags(item, exclude)
+            text = _with_inline_flags(item, exclude, name)
         try:
             re.compile(text)
         except _COMPILE_ERRORS as error:
             raise ValueError(
-                f"`exclude` is not a valid regular expression ({text!r}: {error}). "
-                f"Received: exclude={exclude!r}"
+                f"`{name}` is not a valid regular expression ({text!r}: {error}). "
+                f"Received: {name}={exclude!r}"
             ) from error
         patterns.append(text)
     return patterns
 
 
-def _with_inline_flags(pattern, exclude):
+def _with_inline_flags(pattern, exclude, name):
     flags = pattern.flags & ~re.UNICODE
     letters = "".join(letter for flag, letter in _INLINE_FLAGS.items() if flags & flag)
     text = f"(?{letters}){pattern.pattern}" if letters else pattern.pattern
     # Flags the string cannot carry (re.DEBUG, re.TEMPLATE), or a pattern the prefix changes.
     if flags & ~sum(_INLINE_FLAGS) or _flags(text) != pattern.flags:
         raise ValueError(
-            "`exclude` patterns must be strings, or compiled with no flags other than "
+            f"`{name}` patterns must be strings, or compiled with no flags other than "
             "re.IGNORECASE, re.MULTILINE, re.DOTALL, re.VERBOSE and re.ASCII: the optimizer's "
             "config keeps each pattern as a string with its flags inline. Pass the string, "
-            f"e.g. '(?i)norm'. Received: exclude={exclude!r}"
+            f"e.g. '(?i)norm'. Received: {name}={exclude!r}"
         )
     return text
 

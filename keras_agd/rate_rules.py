@@ -314,13 +314,12 @@ def _check_factor(name, value):
 
 
 def _check_pattern(name, pattern, received):
-    patterns = _grouping.check_exclude(pattern) if isinstance(pattern, str | re.Pattern) else None
-    if not patterns:
+    if not isinstance(pattern, str | re.Pattern):
         raise TypeError(
             f"`{name}` patterns must be regular expressions (strings). "
             f"Received: {name}={received!r}"
         )
-    return patterns[0]
+    return _grouping.check_exclude(pattern, name)[0]
 
 
 def _check_all_match(name, patterns, paths):
