@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 from sklearn.datasets import load_digits
 
+import keras_agd
 from keras_agd import AGD, Curriculum, CurriculumLogger, HierarchicalCodebook, LayerAdaptive
 
 pytestmark = pytest.mark.filterwarnings("ignore:`shuffle=True` was passed")
@@ -147,6 +148,12 @@ OPTIMIZERS = {
     "adam": lambda c: AGD(c, learning_rate=0.01, optimizer=keras.optimizers.Adam()),
     "layer_adaptive": lambda c: AGD(c, learning_rate=0.1, layer_adaptive=True),
     "clipped": lambda c: AGD(c, learning_rate=0.05, momentum=0.9, global_clipnorm=1.0),
+    "lars": lambda c: AGD(c, learning_rate=0.5, optimizer=keras_agd.LARS(trust_coefficient=0.02)),
+    "layerwise_decay": lambda c: AGD(
+        c,
+        learning_rate=0.01,
+        optimizer=keras_agd.PerLayerRates(keras.optimizers.Adam(), keras_agd.LayerwiseDecay(0.5)),
+    ),
     "scheduled": lambda c: AGD(
         c,
         learning_rate=keras.optimizers.schedules.InverseTimeDecay(0.1, 100, 1.0),
