@@ -107,6 +107,14 @@ class LARS(keras.optimizers.SGD):
 
     def get_config(self):
         config = super().get_config()
-        rule = self.trust_ratio.get_config()
-        config.update(rule)
+        config.update(self.trust_ratio.get_config())
+        config["plan"] = self._rules.plan_config()
         return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        plan = config.pop("plan", None)
+        optimizer = super().from_config(config, custom_objects=custom_objects)
+        optimizer._rules.restore(plan)
+        return optimizer

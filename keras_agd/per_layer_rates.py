@@ -16,15 +16,58 @@ class RuleSet:
     Shared by `PerLayerRates` and `keras_agd.LARS`. `build` plans the rules and adds one
     float32 scalar to `owner` per variable whose factor changes with the gradient (a
     trust ratio), where the last step's factor is kept for `result()` and the logs.
+
+    The plan (each variable's fixed factor, and whether the trust ratio adapts it) goes
+    into the optimizer's config once built, and a restored optimizer takes it by position,
+    as Keras restores optimizer variables: a loaded model keeps the factors it trained
+    with, although Keras may give its variables other paths (a reloaded `Sequential`
+    model's lose the model's name, which patterns could have named).
     """
 
     def __init__(self, rules):
         self.rules = _check_rules(rules)
         self.names = None
+        self.restored = None
+
+    def restore(self, plan):
+        """Takes the plan of `plan_config()` from a saved config, checked."""
+        if plan is None:
+            return
+        fixed, adapted = (plan.get(key) if isinstance(plan, dict) else None for key in PLAN)
+        dynamic = any(rule.dynamic for rule in self.rules)
+        ok = isinstance(fixed, list) and all(
+            _validation.is_number(f) and 0 <= f <= _validation.FLOAT32_MAX for f in fixed
+        )
+        ok = ok and (
+            adapted is None
+            if not dynamic
+            else isinstance(adapted, list)
+            and len(adapted) == len(fixed)
+            and all(isinstance(a, bool) for a in adapted)
+        )
+        if not ok:
+            raise ValueError(
+                "The optimizer config's `plan` must be {'fixed': [a float >= 0 per variable], "
+                "'adapted': [a bool per variable] with a TrustRatio, else None}, as "
+                f"`get_config()` writes it. Received: plan={plan!r}"
+            )
+        self.restored = {"fixed": [float(f) for f in fixed], "adapted": adapted}
+
+    def plan_config(self):
+        """The plan of the built optimizer, for its config (before `build`: the restored one)."""
+        if self.names is None:
+            return self.restored
+        adapted = [entries for _, entries in self.dynamic]
+        return {"fixed": list(self.fixed), "adapted": list(adapted[0]) if adapted else None}
 
     def build(self, owner, variables):
         paths = [_path(variable) for variable in variables]
-        self.fixed, self.dynamic = rate_rules.plan(self.rules, variables, paths)
+        restored = self.restored
+        if restored is not None and len(restored["fixed"]) == len(variables):
+            self.fixed = restored["fixed"]
+            self.dynamic = [(r, restored["adapted"]) for r in self.rules if r.dynamic]
+        else:  # A fresh optimizer, or a model with other variables than the saved one.
+            self.fixed, self.dynamic = rate_rules.plan(self.rules, variables, paths)
         self.names = _grouping.owner_groups(paths, "variable")
         self.recorded = {}
         for _rule, entries in self.dynamic:
@@ -61,6 +104,9 @@ class RuleSet:
 
     def get_config(self):
         return [keras.saving.serialize_keras_object(rule) for rule in self.rules]
+
+
+PLAN = ("fixed", "adapted")
 
 
 def scaled_rate(learning_rate, factor):
@@ -177,11 +223,12 @@ class PerLayerRates(WrapperOptimizer):
     def get_config(self):
         config = super().get_config()
         config["inner_optimizer"]["config"]["weight_decay"] = self._weight_decay
-        return {**config, "rules": self._rules.get_config()}
+        return {**config, "rules": self._rules.get_config(), "plan": self._rules.plan_config()}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = copy.deepcopy(config)
+        plan = config.pop("plan", None)
         config["inner_optimizer"] = keras.saving.deserialize_keras_object(
             config["inner_optimizer"], custom_objects=custom_objects
         )
@@ -189,7 +236,9 @@ class PerLayerRates(WrapperOptimizer):
             keras.saving.deserialize_keras_object(rule, custom_objects=custom_objects)
             for rule in config["rules"]
         ]
-        return cls(**config)
+        optimizer = cls(**config)
+        optimizer._rules.restore(plan)
+        return optimizer
 
 
 def _check_inner_optimizer(optimizer):

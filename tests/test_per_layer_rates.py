@@ -409,7 +409,38 @@ def test_save_and_load_continue_the_same_training(name, tmp_path):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["lars", "trust_adam", "decay_adamw"])
+@pytest.mark.parametrize("optimizer_class", [PerLayerRates, LARS])
+def test_a_loaded_model_keeps_the_factors_its_patterns_gave(optimizer_class, tmp_path):
+    # Patterns that name the model: a reloaded Sequential model's paths lose its name.
+    if optimizer_class is LARS:
+        optimizer = LARS(0.2, trust_coefficient=0.1, exclude="^net/(stem|norm)")
+    else:
+        rules = [TrustRatio(0.1, exclude="^net/stem"), Multipliers({"^net/head": 2.0}, default=0.5)]
+        optimizer = PerLayerRates(keras.optimizers.SGD(0.1, momentum=0.9), rules)
+    net, _, _ = fit(optimizer, epochs=1)
+    net.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    assert list(loaded.optimizer.layer_factors.values()) == pytest.approx(
+        list(optimizer.layer_factors.values())
+    )
+    assert loaded.optimizer.get_config() == optimizer.get_config()
+    x, y = data()
+    for model in (net, loaded):
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(net.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "plan", [{"fixed": [1.0, "x"], "adapted": None}, {"fixed": [1.0]}, [1.0], {"fixed": [-1.0]}]
+)
+def test_a_config_with_a_broken_plan_is_refused(plan):
+    config = PerLayerRates(keras.optimizers.SGD(), TrustRatio()).get_config()
+    with pytest.raises(ValueError, match="config's `plan`"):
+        PerLayerRates.from_config({**config, "plan": plan})
+
+
+@pytest.mark.parametrize("name", ["lars", "decay_adamw"])
 def test_jit_compile_parity(name):
     eager, _, _ = fit(OPTIMIZERS[name](), jit_compile=False)
     compiled, _, _ = fit(OPTIMIZERS[name](), jit_compile=True)
