@@ -31,6 +31,7 @@ verdict is reported either way.
 
 import argparse
 import itertools
+import json
 import os
 import statistics
 import sys
@@ -43,7 +44,6 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from _common import default_mnist_path, machine, print_json  # noqa: E402
-from _plots import plain_log_axis  # noqa: E402
 
 import keras_agd  # noqa: E402
 from keras_agd.datasets import load_mnist  # noqa: E402
@@ -79,6 +79,7 @@ def parse_args():
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--test-size", type=int, default=None, help="default: all 5-9")
     parser.add_argument("--plot", default="fine_tuning.png", help="'' for none")
+    parser.add_argument("--replot", metavar="JSON", help="only redraw the plot from a report")
     parser.add_argument(
         "--quick", action="store_true", help="smoke test: tiny data, 2 seeds, 3 configurations"
     )
@@ -238,7 +239,7 @@ def plot(report, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13.5, 4.4), width_ratios=(1, 1.15))
     for i, arm in enumerate(ARMS):
         result = report["results"][arm]
         values = 100 * np.array(result["test_accuracy"])
@@ -251,32 +252,38 @@ def plot(report, path):
     left.grid(alpha=0.3, axis="y")
     for i, arm in enumerate(ARMS):
         tuning = report["tuning"][arm]
-        if arm == "layerwise_decay":
-            for j, decay in enumerate(dict.fromkeys(t["decay"] for t in tuning)):
-                points = [t for t in tuning if t["decay"] == decay]
-                rates = [t["learning_rate"] for t in points]
-                scores = [100 * t["validation_accuracy"] for t in points]
-                right.plot(rates, scores, ["s-", "s--", "s:"][j % 3], color=f"C{i}")
-                right.annotate(f"d={decay:g}", (rates[-1], scores[-1]), fontsize=8)
-        else:
-            rates = [t["learning_rate"] for t in tuning]
-            scores = [100 * t["validation_accuracy"] for t in tuning]
-            right.plot(rates, scores, "o-", color=f"C{i}", label=LABELS[arm])
-    right.plot([], [], "s-", color="C2", label="layer-wise decay (d: decay)")
-    plain_log_axis(right)
+        decays = [t.get("decay") for t in tuning]
+        for j, decay in enumerate(dict.fromkeys(decays)):
+            points = [t for t, d in zip(tuning, decays, strict=True) if d == decay]
+            label = LABELS[arm] if decay is None else f"{LABELS[arm]}, d = {decay:g}"
+            right.plot(
+                [t["learning_rate"] for t in points],
+                [100 * t["validation_accuracy"] for t in points],
+                ["o-", "s--", "^:", "v-."][j % 4],
+                color=f"C{i}",
+                label=label,
+            )
+    rates = sorted({t["learning_rate"] for a in ARMS for t in report["tuning"][a]})
+    right.set_xscale("log")
+    right.set_xticks(rates, [f"{rate:g}" for rate in rates], rotation=45)
+    right.minorticks_off()
     right.set_xlabel("learning rate (Adam; the head's rate)")
     right.set_ylabel("validation accuracy (%)")
     right.set_title("Tuning: mean validation accuracy of each configuration")
-    low = min(100 * t["validation_accuracy"] for a in ARMS for t in report["tuning"][a])
-    right.set_ylim(max(low - 2, 50), 100)
+    # Zoomed on the best configurations; worse ones leave the axes at the bottom.
+    best = [max(t["validation_accuracy"] for t in report["tuning"][a]) for a in ARMS]
+    right.set_ylim(100 * min(best) - 5, min(100, 100 * max(best) + 1.5))
     right.grid(alpha=0.3)
-    right.legend(fontsize=8)
+    right.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
 def main():
     args = parse_args()
+    if args.replot:
+        plot(json.loads(Path(args.replot).read_text()), args.plot)
+        return
     tf.get_logger().setLevel("ERROR")  # Each run traces its own step: no retracing notices.
     start = time.perf_counter()
     data = load(args)
