@@ -76,3 +76,30 @@ def test_hlo_benchmark_counts_the_kernels_the_wrapper_adds():
     # the size of one (the squares, before XLA's tree reduction read them back).
     assert result["largest_argument_elements"] == 784 * 512  # the first kernel
     assert result["largest_added_output_elements"] <= result["largest_argument_elements"] // 16
+
+
+@pytest.mark.slow
+def test_fine_tuning_benchmark(mnist_path, tmp_path):
+    plot = tmp_path / "fine_tuning.png"
+    args = ["--mnist", str(mnist_path), "--quick", "--seeds", "1", "--plot", str(plot)]
+    report = run_script("fine_tuning.py", *args)
+    arms = ["uniform", "frozen", "layerwise_decay", "multipliers"]
+    assert list(report["results"]) == arms
+    # Every arm is tuned over the same number of configurations.
+    assert len({len(report["tuning"][arm]) for arm in arms}) == 1
+    for arm in arms:
+        result = report["results"][arm]
+        assert len(result["test_accuracy"]) == 1
+        assert 0 <= result["summary"]["min"] <= result["summary"]["max"] <= 1
+        assert result["chosen"] in [
+            {k: v for k, v in t.items() if k != "validation_accuracy"}
+            for t in report["tuning"][arm]
+        ]
+    # The frozen arm's backbone has a factor of 0, the head 1; decay gives the head 1.
+    frozen = report["layer_factors_last_seed"]["frozen"]
+    assert frozen["finetune/head/kernel"] == 1.0 and frozen["finetune/conv1/kernel"] == 0.0
+    decay = report["layer_factors_last_seed"]["layerwise_decay"]["finetune/conv1/kernel"]
+    assert decay == report["results"]["layerwise_decay"]["chosen"]["decay"] ** 3
+    assert isinstance(report["verdict"]["met"], bool)
+    assert report["machine"]["cpus"] >= 1 and report["command"].startswith("fine_tuning.py")
+    assert plot.stat().st_size > 0

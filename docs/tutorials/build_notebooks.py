@@ -42,6 +42,7 @@ TUTORIALS = [
     "agd_in_ten_minutes",
     "your_own_data",
     "layer_adaptive_optimizers",
+    "fine_tuning",
     "when_does_agd_pay",
 ]
 # TensorFlow / absl C++ log lines ("I0000 00:00:... port.cc:153] ..."), their preamble, and
