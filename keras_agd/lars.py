@@ -26,7 +26,7 @@ class LARS(keras.optimizers.SGD):
     its weights' norm to its gradient's, so that one global `learning_rate` (with warmup)
     serves batch sizes in the thousands. With `weight_decay=0` the step is optax's
     `lars` with the same arguments. Everything else is `keras.optimizers.SGD`: learning
-    rate schedules, clipping, EMA, gradient accumulation, every backend.
+    rate schedules, clipping, EMA, gradient accumulation, the TensorFlow and JAX backends.
 
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`, or

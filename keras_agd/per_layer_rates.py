@@ -146,8 +146,10 @@ class PerLayerRates(WrapperOptimizer):
 
     Attributes:
         layer_factors: Dict mapping each variable's path to its factor `t_v / t` in
-            the last update step (fixed factors from the start, trust ratios 1.0
-            before the first step). `keras_agd.LayerFactorLogger` puts them in the logs.
+            the last update step: empty until the optimizer is built (at the first step,
+            or by `optimizer.build(model.trainable_variables)`), then fixed factors at
+            once and trust ratios 1.0 until the first step.
+            `keras_agd.LayerFactorLogger` puts them in the logs.
 
     Example:
 

@@ -158,7 +158,9 @@ class Multipliers(_Rule):
             the first matching pattern in the dict's order winning. Every pattern must
             match some variable (a typo is an error, not a silent factor of 1). Or a
             callable mapping a `keras.Variable` to a float >= 0. A factor of 0 freezes
-            the variable (its decoupled weight decay, scaled by the same factor, too).
+            the variable (its decoupled weight decay, scaled by the same factor, too);
+            its gradient is still computed, so for a part frozen for the whole run
+            `layer.trainable = False` also saves that work.
         default: Float >= 0, the factor of the variables no pattern matches.
             Defaults to `1.0`.
 

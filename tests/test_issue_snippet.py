@@ -20,6 +20,9 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 # The README's scripts, each known by the one class of keras_agd it shows.
 SCRIPTS = {"agd": "keras_agd.AGD(", "layer_adaptive": "keras_agd.LayerAdaptive("}
+# The README's recipes: blocks that continue a script of the user's own (a `model`,
+# `x_train`, `y_train` defined before), each known by what it shows.
+RECIPES = {"large_batch": "keras_agd.LARS(", "fine_tuning": "keras_agd.LayerwiseDecay("}
 # A number as Keras and the scripts print it, with its time unit if any ("5s", "12ms").
 NUMBER = re.compile(r"\d+(?:\.\d+)?(?:e[-+]\d+)?(?:ms|us|s)?")
 
@@ -29,7 +32,7 @@ def readme_scripts():
     blocks = FENCE.findall(README.read_text(encoding="utf-8"))
     scripts = {}
     for i, (language, text) in enumerate(blocks):
-        if language != "python":
+        if language != "python" or any(marker in text for marker in RECIPES.values()):
             continue
         names = [name for name, marker in SCRIPTS.items() if marker in text]
         assert len(names) == 1, f"a Python block of the README that no test here runs:\n{text}"
@@ -39,6 +42,17 @@ def readme_scripts():
         assert following[0] == "text", f"no ```text block of output after the {name} script"
         scripts[name] = (text, following[1])
     return scripts
+
+
+def readme_recipes():
+    """`{name: recipe}`: the README's Python blocks that continue a user's script."""
+    recipes = {}
+    for language, text in FENCE.findall(README.read_text(encoding="utf-8")):
+        names = [name for name, marker in RECIPES.items() if marker in text]
+        if language == "python" and names:
+            assert len(names) == 1 and names[0] not in recipes, text
+            recipes[names[0]] = text
+    return recipes
 
 
 def shape(output):
@@ -106,3 +120,32 @@ def test_the_layer_adaptive_script_runs_as_written(mnist_path, tmp_path, monkeyp
     assert all(f > 1 for f in factors.values())
     assert namespace["accuracy"] > 0.8
     assert shape(printed) == shape(output)
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_the_recipes_run_as_written(name, mnist_path):
+    recipe = readme_recipes()[name]
+    (x_train, y_train), _ = keras_agd.datasets.load_mnist(mnist_path)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(10),
+        ]
+    )
+    namespace = {
+        "keras": keras,
+        "keras_agd": keras_agd,
+        "model": model,
+        "x_train": x_train[:1024].astype("float32") / 255,
+        "y_train": y_train[:1024],
+    }
+    before = [w.copy() for w in model.get_weights()] if model.built else None
+    exec(compile(recipe, "README.md", "exec"), namespace)  # noqa: S102
+    assert int(model.optimizer.iterations) > 0
+    after = model.get_weights()
+    assert all(np.isfinite(w).all() for w in after)
+    if before is not None:
+        assert any(not np.array_equal(a, b) for a, b in zip(before, after, strict=True))
