@@ -586,7 +586,7 @@ def plot(result, path):
         if rate:  # One arm at several rates (`--rate-grid`): one marker per rate.
             seen.setdefault(base, []).append(rate)
             marker = RATE_MARKERS[(len(seen[base]) - 1) % len(RATE_MARKERS)]
-            look.update(label=f"{look['label']} at {rate}", marker=marker)
+            look.update(label=f"{base} at {rate}", marker=marker)  # Short: many lines.
         error = [
             100 * statistics.median(1 - c[i]["test_accuracy"] for c in curves)
             for i in range(points)
@@ -621,7 +621,8 @@ def plot(result, path):
     figure.legend(
         handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.01), ncol=4, fontsize=9
     )
-    figure.tight_layout(rect=(0, 0.13, 1, 1))
+    rows = -(-len(labels) // 4)  # Of the legend: more room below for a fourth row.
+    figure.tight_layout(rect=(0, max(0.13, 0.035 * rows + 0.025), 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return figure
