@@ -15,6 +15,7 @@ STYLES = {
     "agd_per_sample": ("AGD, per sample (Algorithm 1)", "tab:pink", "*", "-"),
     "group_means": ("group means (ablation)", "tab:brown", "h", "-."),
     "medoids": ("medoids (ablation)", "tab:cyan", "*", "-."),
+    "agd_trust": ("AGD, proportional, trust ratio in the mosaic phase", "tab:red", "X", "-"),
     "sgd_layer_adaptive": ("SGD + layer-adaptive", "tab:cyan", "<", "--"),
     "adam_layer_adaptive": ("Adam + layer-adaptive", "tab:brown", ">", "--"),
     "agd_layer_adaptive": ("AGD + layer-adaptive", "black", "d", "-"),

@@ -22,12 +22,16 @@ Arms:
 - `group_means`: codewords replaced by means of random groups of the same sizes
   and classes (averaging without clustering).
 - `medoids`: codewords replaced by the nearest real sample of their cluster.
+- `agd_trust`: `agd` with `keras_agd.LARS`'s trust ratio in the mosaic phase only
+  (trust coefficient `--trust-coefficient`, biases excluded), plain SGD momentum after.
 
     python benchmarks/mosaic_study.py                           # plain MNIST, MLP
     python benchmarks/mosaic_study.py --label-noise 0.4         # noisy labels
     python benchmarks/mosaic_study.py --budget-epochs 2         # a short budget
     python benchmarks/mosaic_study.py --model lenet             # a CNN
     python benchmarks/mosaic_study.py --quick                   # smoke run
+    python benchmarks/mosaic_study.py --arms agd agd_trust --rates '{"sgd": 0.1}' \
+        --rate-grid '{"agd": [0.1, 0.4], "agd_trust": [0.1, 0.4]}'  # every seed, each rate
 
 Metrics (median over seeds, with the seeds' range): wall time, optimizer steps and
 examples until test accuracy first reaches each of three levels (SGD's median final
@@ -60,8 +64,9 @@ ARMS = (
     "random_subset",
     "group_means",
     "medoids",
+    "agd_trust",
 )
-USES_CODEBOOK = ("agd", "agd_weighted", "group_means", "medoids")
+USES_CODEBOOK = ("agd", "agd_weighted", "group_means", "medoids", "agd_trust")
 CURRICULUM_ARMS = ("random_subset", *USES_CODEBOOK)  # Trained through keras_agd.Curriculum.
 MOSAIC_ARMS = ("phased_sgd", *CURRICULUM_ARMS)
 # Rate grids of the validation sweep: the same number of values for every arm.
@@ -96,6 +101,15 @@ def parse_args(argv=None):
     parser.add_argument("--margin", type=float, default=0.002)
     parser.add_argument(
         "--rates", type=json.loads, default=None, help='skip the sweep: {"sgd": 0.05, ...}'
+    )
+    parser.add_argument(
+        "--rate-grid",
+        type=json.loads,
+        default={},
+        help='train every seed at each of these rates (no sweep), e.g. {"agd": [0.1, 0.4]}',
+    )
+    parser.add_argument(
+        "--trust-coefficient", type=float, default=0.03, help="agd_trust's η (mosaic phase)"
     )
     parser.add_argument(
         "--grid",
@@ -241,6 +255,28 @@ class PhasedRate(keras.optimizers.schedules.LearningRateSchedule):
         )
 
 
+class MosaicLARS(keras_agd.LARS):
+    """`keras_agd.LARS` steps for the first `mosaic_steps` steps, plain SGD steps after.
+
+    The momentum buffers carry over: AGD's mosaic phase takes the trust ratio, its
+    regular phase the same steps as `agd`'s.
+    """
+
+    def __init__(self, mosaic_steps, **kwargs):
+        super().__init__(**kwargs)
+        self.mosaic_steps = mosaic_steps
+
+    def update_step(self, gradient, variable, learning_rate):
+        def trust():
+            keras_agd.LARS.update_step(self, gradient, variable, learning_rate)
+
+        def plain():
+            keras.optimizers.SGD.update_step(self, gradient, variable, learning_rate)
+
+        # `iterations` counts the steps before this one, as AGD's phase rate does.
+        tf.cond(self.iterations < self.mosaic_steps, trust, plain)
+
+
 # --- One run.
 
 
@@ -280,6 +316,9 @@ class Curve(keras.callbacks.Callback):
                 "validation_accuracy": self.accuracy("validation"),
             }
         )
+        inner = getattr(self.model.optimizer, "inner_optimizer", None)
+        if isinstance(inner, MosaicLARS):  # The trust ratios of the last mosaic step.
+            self.points[-1]["trust_ratios"] = inner.layer_factors
         self.eval_seconds += time.perf_counter() - begin
 
     def accuracy(self, split):
@@ -328,12 +367,15 @@ def train(arm, rate, seed, args, data, codebooks, regular_rate):
         )
         if curriculum.mosaic_steps != mosaic_steps:
             raise RuntimeError(f"{curriculum} has not the {mosaic_steps} mosaic steps planned.")
-        optimizer = keras_agd.AGD(
-            curriculum,
-            learning_rate=BudgetRate(regular_rate, regular_steps),
-            mosaic_learning_rate=BudgetRate(rate, mosaic_steps, warmup, decay=False),
-            momentum=0.9,
-        )
+        rates = {
+            "learning_rate": BudgetRate(regular_rate, regular_steps),
+            "mosaic_learning_rate": BudgetRate(rate, mosaic_steps, warmup, decay=False),
+        }
+        if arm == "agd_trust":
+            inner = MosaicLARS(mosaic_steps, momentum=0.9, trust_coefficient=args.trust_coefficient)
+            optimizer = keras_agd.AGD(curriculum, optimizer=inner, **rates)
+        else:
+            optimizer = keras_agd.AGD(curriculum, momentum=0.9, **rates)
         epochs = 1
 
         def batch_size_now():
@@ -413,7 +455,7 @@ def summarize(runs, build_seconds, margin):
     }
     rows = {}
     for arm, curves in runs.items():
-        build = build_seconds if arm in USES_CODEBOOK else 0.0
+        build = build_seconds if arm.split("@")[0] in USES_CODEBOOK else 0.0
         row = {
             "final_accuracy": spread([c[-1]["test_accuracy"] for c in curves]),
             "train_seconds": spread([c[-1]["seconds"] for c in curves]),
@@ -458,7 +500,7 @@ def sweep(args, data, codebooks):
 
     chosen["sgd"] = best("sgd", grids["sgd"])
     for arm in args.arms:
-        if arm != "sgd":
+        if arm != "sgd" and arm not in args.rate_grid:
             grid = grids["mosaic"] if arm in MOSAIC_ARMS else grids[arm]
             chosen[arm] = best(arm, grid, chosen["sgd"])
     return chosen, scores
@@ -515,6 +557,7 @@ def describe(result):
 # In this study `agd` is proportional mode and `agd_weighted` the library's default mode:
 # drawn as the other benchmarks draw those modes.
 STYLE_OF = {"agd": "agd_proportional", "agd_weighted": "agd"}
+RATE_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
 def plot(result, path):
@@ -535,15 +578,22 @@ def plot(result, path):
     top = 25  # Percent: the upper end of the error axis.
     figure, axes = plt.subplots(1, 2, figsize=(12, 5.6))
     first_steps = []  # Of each arm, the first evaluation below `top`.
+    seen = {}  # Rates drawn so far of each arm of `--rate-grid`.
     for arm, curves in result["runs"].items():
         points = min(len(c) for c in curves)
+        base, _, rate = arm.partition("@")
+        look = style(STYLE_OF.get(base, base))
+        if rate:  # One arm at several rates (`--rate-grid`): one marker per rate.
+            seen.setdefault(base, []).append(rate)
+            marker = RATE_MARKERS[(len(seen[base]) - 1) % len(RATE_MARKERS)]
+            look.update(label=f"{base} at {rate}", marker=marker)  # Short: many lines.
         error = [
             100 * statistics.median(1 - c[i]["test_accuracy"] for c in curves)
             for i in range(points)
         ]
         for axis, measure in zip(axes, ("seconds", "steps"), strict=True):
             x = [statistics.median(c[i][measure] for c in curves) for i in range(points)]
-            axis.plot(x, error, **style(STYLE_OF.get(arm, arm)))
+            axis.plot(x, error, **look)
         first_steps += [x for x, e in zip(x, error, strict=True) if e <= top][:1]
     margin = 100 * settings.get("margin", 0.0)
     target_label = (
@@ -571,7 +621,8 @@ def plot(result, path):
     figure.legend(
         handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.01), ncol=4, fontsize=9
     )
-    figure.tight_layout(rect=(0, 0.13, 1, 1))
+    rows = -(-len(labels) // 4)  # Of the legend: more room below for a fourth row.
+    figure.tight_layout(rect=(0, max(0.13, 0.035 * rows + 0.025), 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return figure
@@ -610,14 +661,20 @@ def main(argv=None):
     else:
         rates, sweep_scores = sweep(args, data, codebooks)
     print(f"rates: {rates}", flush=True)
-    arms = list(dict.fromkeys(["sgd", *args.arms]))
-    runs = {arm: [] for arm in arms}
+    arms = []  # (key, arm, rate): `arm@rate` for each rate of `--rate-grid`.
+    for arm in dict.fromkeys(["sgd", *args.arms]):
+        if arm in args.rate_grid:
+            arms += [(f"{arm}@{rate:g}", arm, rate) for rate in args.rate_grid[arm]]
+        else:
+            arms.append((arm, arm, rates[arm]))
+    rates = {key: rate for key, _, rate in arms}
+    runs = {key: [] for key, _, _ in arms}
     for seed in range(args.seeds):  # Interleaved: load changes hit every arm alike.
-        for arm in arms:
-            curve = train(arm, rates[arm], seed, args, data, codebooks, rates["sgd"])
-            runs[arm].append(curve)
+        for key, arm, rate in arms:
+            curve = train(arm, rate, seed, args, data, codebooks, rates["sgd"])
+            runs[key].append(curve)
             print(
-                f"seed {seed} {arm:>16}: {curve[-1]['seconds']:6.1f} s, "
+                f"seed {seed} {key:>16}: {curve[-1]['seconds']:6.1f} s, "
                 f"{curve[-1]['steps']:5d} steps, test {curve[-1]['test_accuracy']:.4f}",
                 flush=True,
             )

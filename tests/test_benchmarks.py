@@ -74,6 +74,7 @@ def test_mosaic_study_gives_every_arm_the_same_budget(mnist_path, tmp_path):
     arguments += ["--train-samples", "2048", "--validation-samples", "500", "--hidden", "16"]
     arguments += ["--budget-epochs", "2", "--mosaic-levels", "2", "--mosaic-batch-size", "256"]
     arguments += ["--arms", "sgd", "large_batch_sgd", "phased_sgd", "agd", "group_means"]
+    arguments += ["agd_trust"]
     arguments += ["--rates", json.dumps(dict.fromkeys(mosaic_study.ARMS, 0.1)), "--name", "t"]
     result = mosaic_study.main(arguments)
     assert json.loads((tmp_path / "t.json").read_text())["regime"] == "t"
@@ -82,7 +83,7 @@ def test_mosaic_study_gives_every_arm_the_same_budget(mnist_path, tmp_path):
     final = {arm: curves[0][-1] for arm, curves in result["runs"].items()}
     assert final["sgd"]["steps"] == 2 * 16 and final["sgd"]["examples"] == 2 * 2048
     assert final["large_batch_sgd"]["steps"] == 2 * 8
-    for arm in ("phased_sgd", "agd", "group_means"):
+    for arm in ("phased_sgd", "agd", "group_means", "agd_trust"):
         assert final[arm]["steps"] == 8 + 16 and final[arm]["examples"] == 2 * 2048
     arms = result["summary"]["arms"]
     assert arms["agd"]["codebook_build_s"] > 0 == arms["phased_sgd"]["codebook_build_s"]
