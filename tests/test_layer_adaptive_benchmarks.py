@@ -27,7 +27,7 @@ def run_script(name, *args):
 def test_overhead_benchmark(tmp_path):
     plot = tmp_path / "overhead.png"
     args = ["--models", "mlp", "--optimizers", "adam", "--repeats", "3"]
-    args += ["--block-seconds", "0.05", "--warmup-blocks", "1", "--instances", "2"]
+    args += ["--block-seconds", "0.05", "--warmup-blocks", "1", "--instances", "1"]
     args += ["--plot", str(plot)]
     report = run_script("layer_adaptive_overhead.py", *args)
     (result,) = report["results"]
@@ -102,4 +102,27 @@ def test_fine_tuning_benchmark(mnist_path, tmp_path):
     assert decay == report["results"]["layerwise_decay"]["chosen"]["decay"] ** 3
     assert isinstance(report["verdict"]["met"], bool)
     assert report["machine"]["cpus"] >= 1 and report["command"].startswith("fine_tuning.py")
+    assert plot.stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_per_layer_rates_overhead_benchmark(tmp_path):
+    plot = tmp_path / "overhead.png"
+    args = ["--models", "mlp", "--repeats", "2", "--block-seconds", "0.02"]
+    args += ["--warmup-blocks", "1", "--instances", "1", "--plot", str(plot)]
+    report = run_script("per_layer_rates_overhead.py", *args)
+    (result,) = report["results"]
+    variants = result["variants"]
+    assert set(variants) == {
+        "plain",
+        "trust_ratio",
+        "layerwise_decay",
+        "lars",
+        "lamb",
+        "plain_copy",
+    }
+    for name in ("trust_ratio", "layerwise_decay", "lars"):
+        ratio = variants[name]["ratio_to_plain"]
+        assert len(ratio["ratios"]) == 2 and ratio["ci95"][0] <= ratio["median"] <= ratio["ci95"][1]
+        assert variants[name]["verdict"] and variants[name]["ratio_to_lamb"]["median"] > 0
     assert plot.stat().st_size > 0
