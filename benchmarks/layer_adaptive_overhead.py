@@ -166,6 +166,33 @@ def verdict(median, low, high):
     return "inconclusive: the interval is wider than the target"
 
 
+def timed_blocks(runners, args, rng):
+    """Seconds per step (wall, CPU) of each variant's compiled copies, in paired blocks.
+
+    `runners` maps each variant to its compiled copies (`run(calls)`, "plain" among
+    them). Each copy is warmed up (the first calls run slower); blocks are sized from a
+    timing of the warm plain step to last about --block-seconds; then each repeat runs
+    one block of every variant, in a shuffled order, repeat r on copy r mod k.
+
+    Returns:
+        `(times, steps)`: `times[variant]` is a list of `[wall, cpu]` seconds per step,
+        one per repeat; `steps` the steps in a block.
+    """
+    for _ in range(args.warmup_blocks):
+        for copies in runners.values():
+            for runner in copies:
+                runner(5)
+    seconds_per_call = runners["plain"][0](5)[0] / 5
+    calls = max(1, round(args.block_seconds / seconds_per_call))
+    steps = calls * args.steps_per_execution
+    times = {name: [] for name in runners}
+    for repeat in range(args.repeats):
+        for name in rng.permutation(list(runners)):
+            runner = runners[name][repeat % len(runners[name])]
+            times[name].append(np.array(runner(calls)) / steps)
+    return times, steps
+
+
 def measure(model_name, optimizer_name, args, rng):
     # Each variant is compiled --instances times; repeat r times instance r mod k of
     # each. Two compiled copies of one step can differ by several percent (buffer
@@ -178,20 +205,7 @@ def measure(model_name, optimizer_name, args, rng):
     for _ in range(args.instances):
         for name in VARIANTS:
             runners[name].append(compiled_train_function(model_name, optimizer_name, name, args))
-    # Warm up (the first calls run slower), then size blocks from a timing of the
-    # warm step so that every block lasts about --block-seconds.
-    for _ in range(args.warmup_blocks):
-        for copies in runners.values():
-            for runner in copies:
-                runner(5)
-    seconds_per_call = runners["plain"][0](5)[0] / 5
-    calls = max(1, round(args.block_seconds / seconds_per_call))
-    steps = calls * args.steps_per_execution
-    times = {name: [] for name in runners}
-    for repeat in range(args.repeats):
-        for name in rng.permutation(list(runners)):
-            runner = runners[name][repeat % args.instances]
-            times[name].append(np.array(runner(calls)) / steps)
+    times, steps = timed_blocks(runners, args, rng)
     # In the order of VARIANTS.
     (plain, plain_cpu), (wrapped, wrapped_cpu), (null, _), (copy, _) = (
         np.array(times[name]).T for name in VARIANTS

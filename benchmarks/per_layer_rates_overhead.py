@@ -30,7 +30,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from _common import machine  # noqa: E402
-from layer_adaptive_overhead import MODELS, compiled_train_function, median_interval  # noqa: E402
+from layer_adaptive_overhead import (  # noqa: E402
+    MODELS,
+    compiled_train_function,
+    median_interval,
+    timed_blocks,
+)
 
 from keras_agd import LARS, LayerwiseDecay, PerLayerRates, TrustRatio  # noqa: E402
 
@@ -85,19 +90,8 @@ def measure(model_name, args, rng):
     for _ in range(args.instances):
         for name, make in VARIANTS.items():
             runners[name].append(compiled_train_function(model_name, None, name, args, make))
-    for _ in range(args.warmup_blocks):
-        for copies in runners.values():
-            for runner in copies:
-                runner(5)
-    seconds_per_call = runners["plain"][0](5)[0] / 5
-    calls = max(1, round(args.block_seconds / seconds_per_call))
-    steps = calls * args.steps_per_execution
-    times = {name: [] for name in runners}
-    for repeat in range(args.repeats):
-        for name in rng.permutation(list(runners)):
-            runner = runners[name][repeat % args.instances]
-            times[name].append(runner(calls)[0] / steps)
-    times = {name: np.array(values) for name, values in times.items()}
+    times, steps = timed_blocks(runners, args, rng)
+    times = {name: np.array(values)[:, 0] for name, values in times.items()}  # Wall time.
     variants = {}
     for name, values in times.items():
         entry = {"ms_per_step": 1e3 * float(np.median(values))}
