@@ -139,8 +139,8 @@ def test_the_recipes_run_as_written(name, mnist_path):
         "keras": keras,
         "keras_agd": keras_agd,
         "model": model,
-        "x_train": x_train[:1024].astype("float32") / 255,
-        "y_train": y_train[:1024],
+        "x_train": x_train[:256].astype("float32") / 255,
+        "y_train": y_train[:256],
     }
     before = [w.copy() for w in model.get_weights()] if model.built else None
     exec(compile(recipe, "README.md", "exec"), namespace)  # noqa: S102
