@@ -33,6 +33,20 @@ def test_the_update_step_hook_and_variable_keys():
     assert calls and np.allclose(variable.numpy(), 0.9)
 
 
+def test_variable_indices_and_weight_decay_exclusion():
+    optimizer = keras.optimizers.AdamW(0.1, weight_decay=0.1)
+    kernel = keras.Variable(np.ones((2, 2), np.float32), name="kernel")
+    bias = keras.Variable(np.ones(2, np.float32), name="bias")
+    optimizer.exclude_from_weight_decay(var_names=["bias"])
+    optimizer.build([kernel, bias])
+    assert [_keras_adapter.variable_index(optimizer, v) for v in (kernel, bias)] == [0, 1]
+    # Under tf.distribute and in the TF optimizer's update, `update_step` receives the
+    # tf.Variable behind the keras.Variable: the index must be found from it too.
+    assert _keras_adapter.variable_index(optimizer, bias.value) == 1
+    assert _keras_adapter.uses_weight_decay(optimizer, kernel)
+    assert not _keras_adapter.uses_weight_decay(optimizer, bias)
+
+
 def test_the_multi_worker_fit_workaround_builds_and_trains():
     # Under one worker Keras would not need it; its pieces (the symbolic build from a
     # batch, the steps' logs with a leading axis) must still work with this Keras.
