@@ -119,7 +119,7 @@ def parse_args(argv=None):
         "arms": ["mlp=" + ",".join(ARMS), "lenet5=sgd,lamb,lars"],
         "batch_sizes": ["mlp=1024,4096,8192", "lenet5=4096"],
         "reference_epochs": 2.0,
-        "epochs": ["1024=3", "4096=6", "8192=10", "lenet5/4096=3"],
+        "epochs": ["1024=5", "4096=10", "8192=14", "lenet5/4096=3"],
         "grid": 3,
         "seeds": 3,
         "evals_per_epoch": ["4", "lenet5/4096=2"],
