@@ -89,6 +89,12 @@ def parse_args(argv=None):
         "--epochs", nargs="+", default=None, help="B=E budgets (default 1024=6 4096=12 8192=16)"
     )
     parser.add_argument("--grid", type=int, default=None, help="rates per arm (default 3)")
+    parser.add_argument(
+        "--rates",
+        nargs="+",
+        default=[],
+        help="ARM=R1,R2,R3 replaces an arm's grid (ARM: reference or an arm; as many rates)",
+    )
     parser.add_argument("--seeds", type=int, default=None, help="default 3")
     parser.add_argument(
         "--evals-per-epoch",
@@ -130,6 +136,12 @@ def parse_args(argv=None):
             setattr(args, key, value)
     if not 1 <= args.grid <= len(GRIDS["sgd"]):
         parser.error(f"--grid must be in 1..{len(GRIDS['sgd'])}")
+    args.grids = {arm: list(rates[: args.grid]) for arm, rates in GRIDS.items()}
+    for arm, rates in settings(args.rates).items():
+        rates = [float(r) for r in rates.split(",")]
+        if arm not in args.grids or len(rates) != args.grid:
+            parser.error(f"--rates: {args.grid} rates of reference or one of {ARMS}")
+        args.grids[arm] = rates
     args.batch_sizes = {
         model: [int(b) for b in sizes.split(",")]
         for model, sizes in (item.split("=") for item in args.batch_sizes)
@@ -456,46 +468,55 @@ def goals(results, reference_batch, goal_batch=4096, fraction=1 / 16, sgd_margin
 # --- Plot.
 
 
+LABELS = {
+    "sgd": ("momentum SGD, warmup", "tab:blue"),
+    "adam": ("Adam", "tab:orange"),
+    "lamb": ("Lamb", "tab:green"),
+    "lars": ("LARS", "tab:red"),
+}
+
+
 def plot(report, path):
+    """Test error against steps, one panel per model and batch size: the median over
+    seeds (line) and the seeds' range (band), the reference, the target, and 1/16 of the
+    reference's steps to the target."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from _plots import error_range, percent_log_axis, plain_log_axis
 
-    colors = {"reference": "black", "sgd": "tab:blue", "adam": "tab:orange"}
-    colors |= {"lamb": "tab:green", "lars": "tab:red"}
+    reference_batch = str(report["config"]["reference_batch"])
     panels = [
         (model_name, batch)
         for model_name, by_batch in report["results"].items()
         for batch in by_batch
-        if batch != str(report["config"]["reference_batch"])
+        if batch != reference_batch
     ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.8), squeeze=False)
     for ax, (model_name, batch) in zip(axes[0], panels, strict=True):
         by_batch = report["results"][model_name]
         target = report["targets"][model_name]
-        reference = by_batch[str(report["config"]["reference_batch"])]["reference"]
-        for arm, result in [("reference", reference), *by_batch[batch].items()]:
-            curves = np.array(result["test_accuracy"])
-            label = (
-                f"SGD, batch {report['config']['reference_batch']}" if arm == "reference" else arm
-            )
-            median = 100 * (1 - np.median(curves, axis=0))
-            ax.plot(result["steps"], median, color=colors[arm], label=label, linewidth=1.5)
-            ax.fill_between(
-                result["steps"],
-                100 * (1 - curves.max(axis=0)),
-                100 * (1 - curves.min(axis=0)),
-                color=colors[arm],
-                alpha=0.15,
-            )
+        reference = by_batch[reference_batch]["reference"]
+        lines = [(f"SGD, batch {reference_batch}", "black", reference)]
+        lines += [(*LABELS[arm], result) for arm, result in by_batch[batch].items()]
+        errors = []
+        for label, color, result in lines:
+            curves = 1 - np.array(result["test_accuracy"])
+            errors.append(curves)
+            ax.plot(result["steps"], 100 * np.median(curves, axis=0), color=color, label=label)
+            low, high = 100 * curves.min(axis=0), 100 * curves.max(axis=0)
+            ax.fill_between(result["steps"], low, high, color=color, alpha=0.15, linewidth=0)
         ax.axhline(100 * (1 - target), color="gray", linestyle=":", label="target")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_ylim(bottom=100 * (1 - target) / 2)
-        ax.set_title(f"{model_name}, batch {batch}")
+        if reference["steps_to_target_median"] is not None:
+            limit = reference["steps_to_target_median"] / 16
+            ax.axvline(limit, color="gray", linestyle="--", linewidth=1, label="1/16 of ref. steps")
+        plain_log_axis(ax, "x")
+        percent_log_axis(ax, *error_range(np.concatenate([e.ravel() for e in errors]), 1 - target))
+        ax.set_title(f"{model_name}, batch {int(batch):,}")
         ax.set_xlabel("training steps")
-        ax.set_ylabel("test error (%)")
+        ax.set_ylabel("test error")
+        ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -513,7 +534,7 @@ def main(argv=None):
     start = time.perf_counter()
     results, targets = {}, {}
     for model_name in args.models:
-        reference_grid = GRIDS["reference"][: args.grid]
+        reference_grid = args.grids["reference"]
         reference = tune_and_run(
             model_name,
             "reference",
@@ -529,7 +550,7 @@ def main(argv=None):
         for batch in args.batch_sizes.get(model_name, []):
             arms = {}
             for arm in args.arms.get(model_name, []):
-                grid = GRIDS[arm][: args.grid]
+                grid = args.grids[arm]
                 if arm == "sgd":
                     scaled = reference["rate"] * batch / args.reference_batch
                     grid = [round(m * scaled, 6) for m in grid]
@@ -543,7 +564,6 @@ def main(argv=None):
                 )
             results[model_name][str(batch)] = arms
     config = {k: v for k, v in vars(args).items() if k not in ("mnist", "plot_only")}
-    config |= {"grids": {k: list(v[: args.grid]) for k, v in GRIDS.items()}}
     config |= {"trust_coefficient": TRUST_COEFFICIENT, "validation_size": VALIDATION_SIZE}
     report = {
         "benchmark": "large_batch",
