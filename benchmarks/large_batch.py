@@ -493,8 +493,12 @@ def plot(report, path):
         for batch in by_batch
         if batch != reference_batch
     ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.8), squeeze=False)
-    for ax, (model_name, batch) in zip(axes[0], panels, strict=True):
+    columns = min(2, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.8 * rows), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.remove()
+    for ax, (model_name, batch) in zip(axes.flat, panels):
         by_batch = report["results"][model_name]
         target = report["targets"][model_name]
         reference = by_batch[reference_batch]["reference"]
