@@ -864,6 +864,11 @@ BINDINGS = [
         "docs/layer_adaptive.md", "at batch 1,024, 4,096 and 8,192", "the benchmark's batch sizes"
     ),
     Given("docs/layer_adaptive.md", "Momentum SGD (0.9)", "the benchmark's setting"),
+    Given(
+        "docs/layer_adaptive.md",
+        "at batch 128, 1,024, 4,096 and 8,192), for LeNet-5 at batch 4,096",
+        "the benchmark's batch sizes",
+    ),
     Quote(
         "docs/layer_adaptive.md",
         "trust coefficient 0.001",
