@@ -10,14 +10,14 @@ same schedule shape: linear warmup over `--warmup` of the budget from 0 to the p
 rate, then cosine decay to 0 at the end of the budget.
 
 Tuning: each arm's peak rate is swept over a grid of `--grid` values (the same size for
-every arm) with seed 0, training on 50,000 training images and scoring on the other
-10,000 (the validation split; never the test set); the rate with the best validation
-accuracy at the end of the budget is chosen. The chosen rate is then trained with
-`--seeds` seeds (seed 0 is the sweep's own run, its test curve recorded alongside); only
-these runs are scored on the test set. Test accuracy is evaluated `--evals-per-epoch`
-times per epoch (at least every step at the largest batches), off the clock, giving
-steps-to-result curves as in Shallue et al., "Measuring the Effects of Data Parallelism
-on Neural Network Training" (JMLR 2019).
+every arm; `--rates` replaces a grid) with seed 0, training on 50,000 training images
+and scoring on the other 10,000 (the validation split; never the test set); the rate
+with the best validation accuracy at the end of the budget is chosen. The chosen rate
+is then trained with `--seeds` seeds (seed 0 is the sweep's own run, its test curve
+recorded alongside); only these runs are scored on the test set. Test accuracy is
+evaluated `--evals-per-epoch` times per epoch (rounded to whole steps, at least one),
+off the clock, giving steps-to-result curves as in Shallue et al., "Measuring the
+Effects of Data Parallelism on Neural Network Training" (JMLR 2019).
 
 Per model, batch size and arm the JSON holds the sweep, the chosen rate, every seed's
 test curve, the median steps and epochs to the target (a seed that never reaches it
@@ -32,6 +32,13 @@ and LARS against Lamb at each batch size.
     python benchmarks/large_batch.py --plot-only docs/images/large_batch.json \\
         --plot docs/images/large_batch.png                   # redraw the plot
     python benchmarks/large_batch.py --quick                 # smoke run
+    python benchmarks/large_batch.py --models lenet5 --batch-sizes lenet5=4096 \\
+        --epochs lenet5/4096=8 --arms lenet5=sgd,lamb,lars \\
+        --rates sgd=0.0078125,0.015625,0.03125 lamb=0.03,0.1,0.3 lars=0.3,1,3  # one cell
+
+The defaults are cut to fit about half an hour on 2 CPU cores: a 256-unit MLP at batch
+1,024, 4,096 and 8,192 for 5, 10 and 14 epochs, LeNet-5 only at batch 4,096 for 3
+epochs and without Adam, a 2-epoch reference, 3 rates per grid swept with one seed.
 """
 
 import argparse
