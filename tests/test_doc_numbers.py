@@ -632,6 +632,56 @@ def fine_tuning_verdict(key):
     return verdict[key] * (1 if key == "difference_points" else 100)
 
 
+LARGE_BATCH = "large_batch.json"
+LARGE_BATCH_CONTROL_MLP = "large_batch_control_mlp.json"
+LARGE_BATCH_LENET5_LONG = "large_batch_lenet5_8_epochs.json"
+
+
+def large_batch(model, batch, arm, name=LARGE_BATCH):
+    return load(name)["results"][model][str(batch)][arm]
+
+
+def large_batch_row(model, batch, arm, name=LARGE_BATCH):
+    """What a row of the large-batch tables shows: the peak rate (where it has decimals),
+    the median steps to the target (where 1,000 or more: smaller counts are not scanned)
+    and epochs to it (where reached), the final test accuracy in percent (median, lowest,
+    highest) and the milliseconds per step."""
+    result = large_batch(model, batch, arm, name)
+    values = [result["rate"]] if "." in f"{result['rate']:g}" else []
+    steps = result["steps_to_target_median"]
+    if steps is not None:
+        values += [steps] if steps >= 1000 else []
+        values.append(result["epochs_to_target_median"])
+    accuracy = [result["final_test_accuracy_median"], *result["final_test_accuracy_range"]]
+    return [*values, *(100 * a for a in accuracy), result["step_ms_median"]]
+
+
+LARGE_BATCH_ARMS = (("sgd", "momentum SGD"), ("adam", "Adam"), ("lamb", "Lamb"), ("lars", "LARS"))
+
+
+def large_batch_lamb_lead(key):
+    """Points by which Lamb's median final test accuracy is above LARS's."""
+    return lambda: (
+        -100 * load(LARGE_BATCH)["goals"]["lars_vs_lamb"][key]["final_accuracy_lars_minus_lamb"]
+    )
+
+
+def large_batch_sweep(name, model, batch, arm, rates=True):
+    """Rates (where shown with decimals) and validation accuracies (percent) of a sweep."""
+    sweep = load(name)["results"][model][str(batch)][arm]["sweep"]
+    shown = [s["rate"] for s in sweep] if rates else []
+    return [*shown, *(100 * s["validation_accuracy"] for s in sweep)]
+
+
+def large_batch_final(model, batch, arm, name=LARGE_BATCH):
+    """The median final test accuracy of an arm, in percent."""
+    return lambda: 100 * large_batch(model, batch, arm, name)["final_test_accuracy_median"]
+
+
+def large_batch_goal(model, key):
+    return lambda: load(LARGE_BATCH)["goals"]["per_model"][model][key]
+
+
 def overhead(name, model, optimizer):
     return next(
         r for r in load(name)["results"] if (r["model"], r["optimizer"]) == (model, optimizer)
@@ -908,6 +958,152 @@ BINDINGS = [
         "Nesterov cost 1.041 on the MLP and 1.056 on the CNN",
         lambda: overhead(OVERHEAD_1125, "mlp", "nesterov")["ratio_median"],
         lambda: overhead(OVERHEAD_1125, "cnn", "nesterov")["ratio_median"],
+    ),
+    # docs/layer_adaptive.md, "Large-batch training".
+    Quote(
+        "docs/layer_adaptive.md",
+        "50,000 of the MNIST training images; the other 10,000",
+        lambda: load(LARGE_BATCH)["config"]["train_size"],
+        lambda: load(LARGE_BATCH)["config"]["validation_size"],
+    ),
+    Given("docs/layer_adaptive.md", "The 10,000 test images", MNIST_SIZE),
+    Quote(
+        "docs/layer_adaptive.md",
+        "less 0.2 points: 97.21% for the MLP, 98.43% for LeNet-5",
+        lambda: 100 * load(LARGE_BATCH)["config"]["margin"],
+        lambda: 100 * load(LARGE_BATCH)["targets"]["mlp"],
+        lambda: 100 * load(LARGE_BATCH)["targets"]["lenet5"],
+    ),
+    Given(
+        "docs/layer_adaptive.md", "at batch 1,024, 4,096 and 8,192", "the benchmark's batch sizes"
+    ),
+    Given("docs/layer_adaptive.md", "Momentum SGD (0.9)", "the benchmark's setting"),
+    Given(
+        "docs/layer_adaptive.md",
+        "at batch 128, 1,024, 4,096 and 8,192), for LeNet-5 at batch 4,096",
+        "the benchmark's batch sizes",
+    ),
+    Quote(
+        "docs/layer_adaptive.md",
+        "trust coefficient 0.001",
+        lambda: load(LARGE_BATCH)["config"]["trust_coefficient"],
+    ),
+    Quote(
+        "docs/layer_adaptive.md",
+        "over the first 10% of the budget",
+        lambda: 100 * load(LARGE_BATCH)["config"]["warmup"],
+    ),
+    Quote("docs/layer_adaptive.md", "The run took 1,864 s", lambda: load(LARGE_BATCH)["seconds"]),
+    Table(
+        "docs/layer_adaptive.md",
+        "The reference (batch 128):",
+        tuple(
+            (label, large_batch_row(model, 128, "reference"))
+            for label, model in (("MLP", "mlp"), ("LeNet-5", "lenet5"))
+        ),
+    ),
+    *(
+        Table(
+            "docs/layer_adaptive.md",
+            f"{label}, batch {batch:,}:",
+            tuple(
+                (name, large_batch_row(model, batch, arm))
+                for arm, name in LARGE_BATCH_ARMS
+                if arm in load(LARGE_BATCH)["results"][model][str(batch)]
+            ),
+        )
+        for label, model, batch in (
+            ("MLP", "mlp", 1024),
+            ("MLP", "mlp", 4096),
+            ("MLP", "mlp", 8192),
+            ("LeNet-5", "lenet5", 4096),
+        )
+    ),
+    Given("docs/layer_adaptive.md", "at least 30% more steps", "the goal"),
+    Quote(
+        "docs/layer_adaptive.md",
+        "SGD's validation accuracy at rates 0.1, 0.2 and 0.4 was 94.08%, 95.60% and 95.40%",
+        *large_batch_sweep(LARGE_BATCH_CONTROL_MLP, "mlp", 4096, "sgd"),
+    ),
+    Quote(
+        "docs/layer_adaptive.md",
+        "LARS's at 10, 20 and 40 was 97.35%, 92.62% and 19.06%",
+        *large_batch_sweep(LARGE_BATCH_CONTROL_MLP, "mlp", 4096, "lars", rates=False),
+    ),
+    Quote(
+        "docs/layer_adaptive.md",
+        "The rates of the main run (0.2 and 10)",
+        lambda: large_batch("mlp", 4096, "sgd")["rate"],
+    ),
+    Given("docs/layer_adaptive.md", "at batch 4,096 and 8,192, since", "the batch sizes"),
+    Quote(
+        "docs/layer_adaptive.md",
+        "(8.11 epochs), against a limit of 42.9 steps",
+        lambda: large_batch("mlp", 4096, "lars")["epochs_to_target_median"],
+        large_batch_goal("mlp", "step_limit"),
+    ),
+    Quote(
+        "docs/layer_adaptive.md",
+        "in its 10 epochs (95.31%)",
+        lambda: 100 * large_batch("mlp", 4096, "sgd")["final_test_accuracy_median"],
+    ),
+    Quote(
+        "docs/layer_adaptive.md",
+        "LARS ended at 71.92%",
+        lambda: 100 * large_batch("lenet5", 4096, "lars")["final_test_accuracy_median"],
+    ),
+    Quote(
+        "docs/layer_adaptive.md",
+        "Lamb 0.18 points higher",
+        large_batch_lamb_lead("mlp/1024"),
+    ),
+    Quote(
+        "docs/layer_adaptive.md",
+        "and ended 0.45 points higher",
+        large_batch_lamb_lead("mlp/4096"),
+    ),
+    Quote(
+        "docs/layer_adaptive.md",
+        "Lamb ended 1.24 points higher",
+        large_batch_lamb_lead("mlp/8192"),
+    ),
+    Quote(
+        "docs/layer_adaptive.md",
+        "Lamb ended 21.46 points higher (93.38% against 71.92%)",
+        large_batch_lamb_lead("lenet5/4096"),
+        lambda: 100 * large_batch("lenet5", 4096, "lamb")["final_test_accuracy_median"],
+        lambda: 100 * large_batch("lenet5", 4096, "lars")["final_test_accuracy_median"],
+    ),
+    Quote(
+        "docs/layer_adaptive.md",
+        "Adam chose its largest (0.01) everywhere",
+        lambda: load(LARGE_BATCH)["config"]["grids"]["adam"][-1],
+    ),
+    Quote(
+        "docs/layer_adaptive.md",
+        "LARS's to 0.3, 1 and 3, Lamb's to 0.03, 0.1 and 0.3",
+        lambda: load(LARGE_BATCH_LENET5_LONG)["config"]["grids"]["lars"][0],
+        *(
+            lambda i=i: load(LARGE_BATCH_LENET5_LONG)["config"]["grids"]["lamb"][i]
+            for i in range(3)
+        ),
+    ),
+    Table(
+        "docs/layer_adaptive.md",
+        "LeNet-5, batch 4,096, 8 epochs:",
+        tuple(
+            (label, large_batch_row("lenet5", 4096, arm, LARGE_BATCH_LENET5_LONG))
+            for arm, label in LARGE_BATCH_ARMS
+            if arm != "adam"
+        ),
+    ),
+    Quote(
+        "docs/layer_adaptive.md",
+        "(98.17% against the target of 98.43%), SGD ended at 92.79% and LARS at 90.95%",
+        large_batch_final("lenet5", 4096, "lamb", LARGE_BATCH_LENET5_LONG),
+        lambda: 100 * load(LARGE_BATCH_LENET5_LONG)["targets"]["lenet5"],
+        large_batch_final("lenet5", 4096, "sgd", LARGE_BATCH_LENET5_LONG),
+        large_batch_final("lenet5", 4096, "lars", LARGE_BATCH_LENET5_LONG),
     ),
     # Counted in the optimized HLO (benchmarks/layer_adaptive_hlo.py, which keeps no JSON);
     # they follow from the MLP kernel's shape, 784 x 512, and the row length 32.
