@@ -781,6 +781,11 @@ BINDINGS = [
         median_ratio(PLAIN, "agd_weighted"),
         median_ratio(PLAIN, "phased_sgd"),
     ),
+    Quote(
+        "README.md",
+        "layer-wise decay ended 0.21 points above a uniform rate",
+        lambda: fine_tuning_verdict("difference_points"),
+    ),
     # docs/agd.md
     Given("docs/agd.md", "256 MiB", "a constant of the code (IN_GRAPH_BYTES)"),
     Quote(
