@@ -53,12 +53,12 @@ class LARS(keras.optimizers.SGD):
     Example:
 
     ```python
-    steps = 20 * (60_000 // 4096)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        0.0, decay_steps=steps, warmup_target=8.0, warmup_steps=steps // 10
+    steps = 10 * -(-len(x) // 4096)  # 10 epochs at batch 4,096
+    schedule = keras.optimizers.schedules.CosineDecay(  # warmup, then cosine decay
+        0.0, decay_steps=steps - steps // 10, warmup_target=10.0, warmup_steps=steps // 10
     )
-    model.compile(optimizer=keras_agd.LARS(schedule, weight_decay=1e-4), loss=...)
-    model.fit(x, y, batch_size=4096, epochs=20)
+    model.compile(optimizer=keras_agd.LARS(schedule, momentum=0.9), loss=...)
+    model.fit(x, y, batch_size=4096, epochs=10)
     ```
 
     Reference:
