@@ -244,11 +244,9 @@ class PerLayerRates(WrapperOptimizer):
 
 
 def _check_inner_optimizer(optimizer):
-    from keras_agd.agd import AGD
-    from keras_agd.layer_adaptive import LayerAdaptive
-
     _validation.check_optimizer("inner_optimizer", optimizer)
-    if isinstance(optimizer, PerLayerRates | LayerAdaptive | AGD | keras.optimizers.MultiOptimizer):
+    # A wrapper (AGD, LayerAdaptive, another PerLayerRates) delegates its update.
+    if isinstance(optimizer, WrapperOptimizer | keras.optimizers.MultiOptimizer):
         raise ValueError(
             "`inner_optimizer` must be an optimizer with one global learning rate, not "
             f"another wrapper. Received: inner_optimizer={type(optimizer).__name__}. "
