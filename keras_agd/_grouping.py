@@ -93,6 +93,17 @@ def _flags(text):
         return None
 
 
+def variable_path(variable):
+    """The path of a `keras.Variable` (`"model/dense/kernel"`), or its name."""
+    path = getattr(variable, "path", None) or getattr(variable, "name", None)
+    if not isinstance(path, str):
+        raise TypeError(
+            "`variables` must be a list of keras.Variable (with a `path` or `name`). "
+            f"Received an item: {variable!r}"
+        )
+    return path
+
+
 def excluded(paths, patterns, exclude):
     """Whether each path matches one of `patterns` (from `check_exclude`).
 

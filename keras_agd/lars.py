@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_agd._keras_adapter import variable_index
 from keras_agd.per_layer_rates import RuleSet, scaled_rate
 from keras_agd.rate_rules import TrustRatio
 
@@ -97,7 +98,7 @@ class LARS(keras.optimizers.SGD):
         self._rules.build(self, var_list)
 
     def update_step(self, gradient, variable, learning_rate):
-        index = self._get_variable_index(variable)
+        index = variable_index(self, variable)
         gradient, factor = self._rules.apply(self, index, gradient, variable)
         super().update_step(gradient, variable, scaled_rate(learning_rate, factor))
 

@@ -55,7 +55,7 @@ def variable_groups(variables, grouping="layer", exclude=None):
     grouping = _grouping.check_grouping(grouping)
     patterns = _grouping.check_exclude(exclude)
     variables = _check_list("variables", variables)
-    paths = [_path(variable) for variable in variables]
+    paths = [_grouping.variable_path(variable) for variable in variables]
     excluded = _grouping.excluded(paths, patterns, exclude)
     kept = [i for i, out in enumerate(excluded) if not out]
     groups = [None] * len(variables)
@@ -67,16 +67,6 @@ def variable_groups(variables, grouping="layer", exclude=None):
         for i, name in zip(kept, names, strict=True):
             groups[i] = name
     return groups
-
-
-def _path(variable):
-    path = getattr(variable, "path", None) or getattr(variable, "name", None)
-    if not isinstance(path, str):
-        raise TypeError(
-            "`variables` must be a list of keras.Variable (with a `path` or `name`). "
-            f"Received an item: {variable!r}"
-        )
-    return path
 
 
 def _checked_group(group, path):

@@ -9,6 +9,9 @@ from keras_agd import _grouping, _validation, rate_rules
 from keras_agd._keras_adapter import uses_weight_decay, variable_index
 from keras_agd._wrapper import WrapperOptimizer
 
+# The keys of a built optimizer's plan in its config.
+PLAN = ("fixed", "adapted")
+
 
 class RuleSet:
     """The rules of one optimizer, planned on its variables: each variable's factor.
@@ -61,7 +64,7 @@ class RuleSet:
         return {"fixed": list(self.fixed), "adapted": list(adapted[0]) if adapted else None}
 
     def build(self, owner, variables):
-        paths = [_path(variable) for variable in variables]
+        paths = [_grouping.variable_path(variable) for variable in variables]
         restored = self.restored
         if restored is not None and len(restored["fixed"]) == len(variables):
             self.fixed = restored["fixed"]
@@ -104,9 +107,6 @@ class RuleSet:
 
     def get_config(self):
         return [keras.saving.serialize_keras_object(rule) for rule in self.rules]
-
-
-PLAN = ("fixed", "adapted")
 
 
 def scaled_rate(learning_rate, factor):
@@ -275,10 +275,3 @@ def _check_rules(rules):
     if sum(rule.dynamic for rule in items) > 1:
         raise ValueError(f"`rules` may hold one TrustRatio at most. Received: rules={items!r}")
     return items
-
-
-def _path(variable):
-    path = getattr(variable, "path", None) or getattr(variable, "name", None)
-    if not isinstance(path, str):
-        raise TypeError(f"Expected keras.Variable objects. Received: {variable!r}")
-    return path

@@ -325,8 +325,8 @@ def _check_pattern(name, pattern, received):
 
 
 def _check_all_match(name, patterns, paths):
+    """Raises `ValueError` naming the first compiled pattern that matches no path."""
     for pattern in patterns:
-        pattern = re.compile(pattern) if isinstance(pattern, str) else pattern
         if not any(pattern.search(path) for path in paths):
             shown = ", ".join(map(repr, paths[:4])) + (", ..." if len(paths) > 4 else "")
             raise ValueError(
